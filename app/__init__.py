@@ -1,0 +1,3 @@
+"""Tessera: photo mosaics from your own photos."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,213 @@
+"""The ``tessera`` command line: ``tessera make`` builds a mosaic, ``tessera serve`` runs the web app."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from app.engine import (
+    BadParameter,
+    EngineError,
+    ImageRejected,
+    MosaicParams,
+    TileSet,
+    encode,
+    format_for_path,
+    load_cover,
+    make_mosaic,
+)
+from app.engine.features import COLOR_SPACES
+
+log = logging.getLogger(__name__)
+_SHOWN_REJECTIONS = 20
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tessera", description="Photo mosaics from your own photos.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    make = commands.add_parser(
+        "make",
+        help="make a mosaic of COVER from tile photos",
+        description="Make a photo mosaic of COVER from the tile photos.",
+    )
+    make.add_argument("cover", help="the picture to re-create")
+    make.add_argument("tiles", nargs="+", help="tile photos, or folders of them (walked recursively)")
+    make.add_argument(
+        "-o", "--output", default="mosaic.jpg", help="output file; .jpg, .png or .webp (default: mosaic.jpg)"
+    )
+    make.add_argument(
+        "--cols", type=int, default=MosaicParams.cols, help="tiles across (default: %(default)s)"
+    )
+    make.add_argument(
+        "--tile-size",
+        type=int,
+        default=MosaicParams.tile_size,
+        help="width of one tile in output pixels (default: %(default)s)",
+    )
+    make.add_argument(
+        "--color-space",
+        choices=COLOR_SPACES,
+        default=MosaicParams.color_space,
+        help="colour space tiles are matched in (default: %(default)s)",
+    )
+    make.add_argument(
+        "--cell-grid",
+        type=int,
+        default=MosaicParams.cell_grid,
+        help="describe each cell by N x N mean colours (default: %(default)s)",
+    )
+    make.add_argument(
+        "--aspect",
+        type=_aspect,
+        default=MosaicParams.aspect,
+        help="cell shape W:H, e.g. 1:1, 4:3, 3:4 (default: 1:1)",
+    )
+    make.add_argument("--quality", type=int, default=90, help="JPEG/WebP quality (default: %(default)s)")
+    make.add_argument("--workers", type=int, default=None, help="decoding threads (default: all cores)")
+    make.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    make.set_defaults(run=_make)
+
+    serve = commands.add_parser("serve", help="run the web service")
+    serve.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default: 8000)")
+    serve.set_defaults(run=_serve)
+    return parser
+
+
+def _aspect(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(part) for part in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected W:H such as 4:3, got {text!r}") from None
+    return w, h
+
+
+def _make(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    params = MosaicParams(
+        cols=args.cols,
+        tile_size=args.tile_size,
+        color_space=args.color_space,
+        cell_grid=args.cell_grid,
+        aspect=args.aspect,
+    )
+    output = Path(args.output)
+    try:
+        params.validate()
+        fmt = format_for_path(output)
+        if not output.parent.is_dir():
+            raise BadParameter("output", f"folder {str(output.parent)!r} does not exist")
+    except BadParameter as exc:
+        return _fail(f"bad --{exc.field.replace('_', '-')}: {exc.message}", code=2)
+    try:  # the cover first: a bad cover should fail before thousands of tiles are decoded
+        cover = load_cover(args.cover, params, name=args.cover)
+    except ImageRejected as exc:
+        return _fail(f"cover {exc.name}: {exc.reason}", code=1)
+
+    bar = _ProgressBar("tiles", enabled=not args.quiet and sys.stderr.isatty())
+    tiles = TileSet.from_paths(args.tiles, size=params.tile_shape, workers=args.workers, progress=bar)
+    bar.close()
+    decode_s = time.perf_counter() - started
+    if not args.quiet:
+        _print_tiles(tiles)
+    try:
+        result = make_mosaic(cover, tiles, params)
+        t = time.perf_counter()
+        _write_atomically(result.image, output, fmt, args.quality)
+        encode_s = time.perf_counter() - t
+    except ImageRejected as exc:
+        return _fail(f"cover {exc.name}: {exc.reason}", code=1)
+    except BadParameter as exc:
+        return _fail(f"bad --{exc.field.replace('_', '-')}: {exc.message}", code=2)
+    except EngineError as exc:
+        return _fail(str(exc), code=1)
+    except OSError as exc:
+        return _fail(f"cannot write {output}: {exc.strerror or exc}", code=1)
+
+    if not args.quiet:
+        report = result.report()
+        print(
+            f"wrote {output} ({report['width']}x{report['height']} px, "
+            f"{result.cols}x{result.rows} tiles of {params.tile_shape[0]}x{params.tile_shape[1]} px)"
+        )
+        print(f"distinct tiles used: {report['distinct_tiles']}, most uses of one tile: {report['max_uses']}")
+        timings = result.timings
+        print(
+            f"time: tiles {decode_s:.2f} s, cover {timings['cover']:.2f} s, match {timings['match']:.2f} s, "
+            f"render {timings['render']:.2f} s, encode {encode_s:.2f} s, "
+            f"total {time.perf_counter() - started:.2f} s"
+        )
+    return 0
+
+
+def _print_tiles(tiles: TileSet) -> None:
+    print(f"tiles: {len(tiles)} accepted, {len(tiles.rejected)} rejected")
+    for rejection in tiles.rejected[:_SHOWN_REJECTIONS]:
+        print(f"  rejected {rejection.name}: {rejection.reason}")
+    rest = tiles.rejected[_SHOWN_REJECTIONS:]
+    if rest:
+        reasons = Counter(r.reason.split(" (")[0] for r in rest)
+        summary = "; ".join(f"{n} x {reason}" for reason, n in reasons.most_common())
+        print(f"  ... and {len(rest)} more rejected: {summary}")
+
+
+def _write_atomically(image: object, output: Path, fmt: str, quality: int) -> None:
+    tmp = output.with_name(f".{output.name}.part")
+    try:
+        with open(tmp, "wb") as fh:
+            encode(image, fh, fmt, quality=quality)  # type: ignore[arg-type]
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fail(message: str, *, code: int) -> int:
+    print(f"tessera: error: {message}", file=sys.stderr)
+    return code
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from app.server import serve  # the web stack is imported only when serving
+
+    return serve(host=args.host, port=args.port)
+
+
+class _ProgressBar:
+    """A one-line progress bar on stderr, shown only on a terminal."""
+
+    def __init__(self, label: str, *, enabled: bool) -> None:
+        self.label = label
+        self.enabled = enabled
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if not self.enabled or (done < total and now - self._last < 0.1):
+            return
+        self._last = now
+        width = 30
+        filled = width * done // max(total, 1)
+        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")

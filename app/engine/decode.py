@@ -1,0 +1,200 @@
+"""Decode any still image a user may hand us into an upright 8-bit RGB picture.
+
+This is the first step of the engine's data path (decode -> tiles -> features -> index ->
+matching -> render). Everything that can go wrong with a file is turned into
+:class:`~app.engine.errors.ImageRejected` naming the file, so one bad file never sinks a library.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import os
+from collections.abc import Callable
+from typing import BinaryIO
+
+import numpy as np
+import pillow_heif
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from app.engine.errors import ImageRejected, ImageTooLarge
+
+log = logging.getLogger(__name__)
+pillow_heif.register_heif_opener()  # HEIC/HEIF photos from phones
+
+ImageSource = str | os.PathLike[str] | bytes | BinaryIO
+RGB = tuple[int, int, int]
+#: A function from the upright (width, height) of an image to the smallest size we need it at.
+SizeNeed = Callable[[int, int], tuple[int, int]]
+
+#: Raster formats we accept, decided by content (Pillow's identification), never by file name.
+ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF", "PPM")
+#: Pillow's own default ceiling (about 89 megapixels): a 12 MP or 50 MP phone photo passes.
+DEFAULT_MAX_PIXELS = 89_478_485
+WHITE: RGB = (255, 255, 255)
+_SWAPPING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that turn the picture by 90 degrees
+
+
+def load_rgb(
+    source: ImageSource,
+    *,
+    name: str | None = None,
+    need: SizeNeed | None = None,
+    background: RGB = WHITE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Image.Image:
+    """Open, check and decode one image into an upright RGB :class:`PIL.Image.Image`.
+
+    Parameters
+    ----------
+    source
+        A path, the file's bytes, or a binary file object.
+    name
+        How errors name the file; defaults to the path.
+    need
+        Given the upright size, returns the smallest size the caller will use. JPEGs are then
+        decoded in reduced-size (DCT scaling) mode, never smaller than that.
+    background
+        The colour transparent pixels are composited onto.
+    max_pixels
+        Images with more pixels are refused before any pixel is decoded.
+
+    Raises
+    ------
+    ImageRejected
+        The file is empty, not a supported raster image, truncated or corrupt.
+    ImageTooLarge
+        The header announces more than ``max_pixels`` pixels.
+    """
+    label = name if name is not None else _label(source)
+    fp = _as_file(source, label)
+    try:
+        im = _open(fp, label, max_pixels)
+        with im:
+            if need is not None and im.format in ("JPEG", "MPO"):
+                _draft(im, need)
+            try:
+                im.load()
+            except (OSError, SyntaxError, ValueError, EOFError) as exc:
+                raise ImageRejected(label, f"truncated or corrupt image ({exc})") from exc
+            try:
+                upright = ImageOps.exif_transpose(im)
+            except (OSError, SyntaxError, ValueError, TypeError) as exc:  # broken EXIF block
+                log.debug("ignoring unreadable EXIF of %s: %s", label, exc)
+                upright = im
+            return to_rgb(upright, background=background)
+    finally:
+        if fp is not source:
+            fp.close()
+
+
+def upright_size(source: ImageSource, *, name: str | None = None) -> tuple[int, int]:
+    """The (width, height) an image will have once its EXIF orientation is applied."""
+    label = name if name is not None else _label(source)
+    fp = _as_file(source, label)
+    try:
+        with _open(fp, label, max_pixels=None) as im:
+            return _oriented(im, im.size)
+    finally:
+        if fp is not source:
+            fp.close()
+
+
+def to_rgb(im: Image.Image, *, background: RGB = WHITE) -> Image.Image:
+    """Convert an image of any mode to 8-bit RGB.
+
+    16-bit and 32-bit greyscale are scaled (not clipped) to 8 bits; transparent pixels,
+    whether from an alpha channel or a palette's transparency entry, are composited onto
+    ``background`` so a tile is matched by what it shows.
+    """
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        im = _wide_grey_to_l(im)
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, background)
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    if im.mode != "RGB":
+        return im.convert("RGB")
+    return im
+
+
+def _wide_grey_to_l(im: Image.Image) -> Image.Image:
+    """16/32-bit or float greyscale to 8-bit 'L' by scaling the full range down."""
+    values = np.asarray(im).astype(np.float64)
+    if im.mode == "F" and values.size and values.max() <= 1.0:
+        scaled = values * 255.0
+    elif values.size and values.max() > 255:
+        scaled = values / 257.0  # 65535 -> 255
+    else:
+        scaled = values
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+
+
+def _open(fp: BinaryIO, label: str, max_pixels: int | None) -> Image.Image:
+    try:
+        im = Image.open(fp, formats=_registered_formats())
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(label, f"image too large ({exc})") from exc
+    except Image.DecompressionBombWarning as exc:  # only raised when warnings are errors
+        raise ImageTooLarge(label, f"image too large ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageRejected(label, "not a supported image (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC)") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageRejected(label, f"corrupt image header ({exc})") from exc
+    width, height = im.size
+    if width < 1 or height < 1:
+        im.close()
+        raise ImageRejected(label, "image has no pixels")
+    if max_pixels is not None and width * height > max_pixels:
+        im.close()
+        raise ImageTooLarge(
+            label,
+            f"image too large: {width}x{height} = {width * height / 1e6:.1f} megapixels "
+            f"(limit {max_pixels / 1e6:.1f})",
+        )
+    return im
+
+
+@functools.cache
+def _registered_formats() -> tuple[str, ...]:
+    Image.init()  # load every plugin, so the allowed formats are all known to Pillow
+    return tuple(f for f in ALLOWED_FORMATS if f in Image.OPEN)
+
+
+def _draft(im: Image.Image, need: SizeNeed) -> None:
+    """Ask the JPEG decoder for the smallest DCT scale that still covers ``need``."""
+    want_w, want_h = need(*_oriented(im, im.size))
+    want = _oriented(im, (max(1, want_w), max(1, want_h)))  # back to stored orientation
+    if want[0] < im.width or want[1] < im.height:
+        im.draft(im.mode, want)
+
+
+def _oriented(im: Image.Image, size: tuple[int, int]) -> tuple[int, int]:
+    try:
+        orientation = im.getexif().get(0x0112)
+    except (OSError, SyntaxError, ValueError, TypeError):
+        orientation = None
+    return (size[1], size[0]) if orientation in _SWAPPING_ORIENTATIONS else size
+
+
+def _as_file(source: ImageSource, label: str) -> BinaryIO:
+    if isinstance(source, bytes):
+        if not source:
+            raise ImageRejected(label, "empty file")
+        return io.BytesIO(source)
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            if os.path.getsize(source) == 0:
+                raise ImageRejected(label, "empty file")
+            return open(source, "rb")
+        except OSError as exc:
+            raise ImageRejected(label, f"cannot read file ({exc.strerror or exc})") from exc
+    return source
+
+
+def _label(source: ImageSource) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    return getattr(source, "name", "<image>")

@@ -1,0 +1,194 @@
+"""The one call everything drives: a cover and a tile library in, a mosaic and its placement out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from app.engine.decode import DEFAULT_MAX_PIXELS, ImageSource, load_rgb
+from app.engine.errors import BadParameter, NoUsableTiles
+from app.engine.features import COLOR_SPACES, ColorSpace, cover_features, tile_features
+from app.engine.index import TileIndex
+from app.engine.matching import nearest_tiles
+from app.engine.render import check_output_size, stitch
+from app.engine.tiles import TileSet
+
+#: ``progress(stage, done, total)``; stages are "cover", "match" and "render".
+StageProgress = Callable[[str, int, int], None]
+
+MAX_COLS = 1000
+MAX_TILE_SIZE = 512
+#: The cover is decoded at least this many pixels per feature block (JPEG draft scaling).
+_COVER_OVERSAMPLING = 4
+
+
+@dataclass(frozen=True)
+class MosaicParams:
+    """What a user chooses about a mosaic. Every field is validated by :meth:`validate`."""
+
+    cols: int = 80
+    tile_size: int = 32  # output width of one tile in pixels
+    color_space: ColorSpace = "lab"
+    cell_grid: int = 1  # each cell described by cell_grid x cell_grid mean colours
+    aspect: tuple[int, int] = (1, 1)  # cell width : height
+    max_output_pixels: int | None = 400_000_000
+
+    def validate(self) -> MosaicParams:
+        if not 1 <= self.cols <= MAX_COLS:
+            raise BadParameter("cols", f"must be between 1 and {MAX_COLS}, got {self.cols}")
+        if not 4 <= self.tile_size <= MAX_TILE_SIZE:
+            raise BadParameter("tile_size", f"must be between 4 and {MAX_TILE_SIZE}, got {self.tile_size}")
+        if self.color_space not in COLOR_SPACES:
+            raise BadParameter(
+                "color_space", f"must be one of {', '.join(COLOR_SPACES)}, got {self.color_space!r}"
+            )
+        if not 1 <= self.cell_grid <= 8:
+            raise BadParameter("cell_grid", f"must be between 1 and 8, got {self.cell_grid}")
+        aw, ah = self.aspect
+        if not (1 <= aw <= 100 and 1 <= ah <= 100 and 1 / 4 <= aw / ah <= 4):
+            raise BadParameter("aspect", f"must be W:H with a ratio between 1:4 and 4:1, got {aw}:{ah}")
+        return self
+
+    @property
+    def tile_shape(self) -> tuple[int, int]:
+        """(width, height) of one output tile."""
+        aw, ah = self.aspect
+        return self.tile_size, max(1, round(self.tile_size * ah / aw))
+
+    def rows_for(self, cover_width: int, cover_height: int) -> int:
+        """Rows that keep the cover's aspect with ``cols`` cells of this shape across."""
+        tw, th = self.tile_shape
+        return max(1, round(self.cols * tw * cover_height / (cover_width * th)))
+
+
+@dataclass
+class MosaicResult:
+    """A finished mosaic.
+
+    Attributes
+    ----------
+    image
+        ``uint8`` ``(rows * tile_h, cols * tile_w, 3)``.
+    grid
+        ``(rows, cols)`` index into ``tile_names`` of the tile placed in each cell.
+    """
+
+    image: NDArray[np.uint8]
+    grid: NDArray[np.intp]
+    tile_names: list[str]
+    params: MosaicParams
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return int(self.grid.shape[0])
+
+    @property
+    def cols(self) -> int:
+        return int(self.grid.shape[1])
+
+    def to_image(self) -> Image.Image:
+        return Image.fromarray(self.image, mode="RGB")
+
+    def report(self) -> dict[str, object]:
+        """A JSON-ready summary: grid, size, tile usage and timings."""
+        counts = np.bincount(self.grid.ravel(), minlength=len(self.tile_names))
+        return {
+            "cols": self.cols,
+            "rows": self.rows,
+            "width": int(self.image.shape[1]),
+            "height": int(self.image.shape[0]),
+            "distinct_tiles": int((counts > 0).sum()),
+            "max_uses": int(counts.max()),
+            "params": asdict(self.params),
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+
+
+def build_index(tiles: TileSet, params: MosaicParams) -> TileIndex:
+    """The nearest-neighbour index of ``tiles`` for the feature settings in ``params``."""
+    if len(tiles) == 0:
+        raise NoUsableTiles("no usable tiles: every file was rejected")
+    return TileIndex(tile_features(tiles.images, color_space=params.color_space, grid=params.cell_grid))
+
+
+def load_cover(
+    source: ImageSource | Image.Image,
+    params: MosaicParams,
+    *,
+    name: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Image.Image:
+    """Decode the cover at no more than the resolution matching needs."""
+    if isinstance(source, Image.Image):
+        return source.convert("RGB")
+    block = params.cell_grid * _COVER_OVERSAMPLING
+
+    def need(width: int, height: int) -> tuple[int, int]:
+        return params.cols * block, params.rows_for(width, height) * block
+
+    return load_rgb(source, name=name, need=need, max_pixels=max_pixels)
+
+
+def make_mosaic(
+    cover: ImageSource | Image.Image,
+    tiles: TileSet,
+    params: MosaicParams | None = None,
+    *,
+    index: TileIndex | None = None,
+    cover_name: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: StageProgress | None = None,
+) -> MosaicResult:
+    """Make a photo mosaic of ``cover`` from ``tiles``.
+
+    ``index`` may be passed when the caller keeps one per library (it must have been built by
+    :func:`build_index` with the same ``color_space`` and ``cell_grid``).
+
+    Raises
+    ------
+    ImageRejected
+        The cover cannot be used (the error names it).
+    BadParameter
+        A parameter is out of range, or the output would be too large.
+    NoUsableTiles
+        ``tiles`` is empty.
+    """
+    params = (params or MosaicParams()).validate()
+    report = progress or (lambda stage, done, total: None)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if len(tiles) == 0:
+        raise NoUsableTiles("no usable tiles: every file was rejected")
+
+    report("cover", 0, 1)
+    image = load_cover(cover, params, name=cover_name, max_pixels=max_pixels)
+    rows = params.rows_for(image.width, image.height)
+    tile_w, tile_h = params.tile_shape
+    if params.max_output_pixels is not None:
+        check_output_size(params.cols * tile_w, rows * tile_h, "png", params.max_output_pixels)
+    cells = cover_features(image, params.cols, rows, color_space=params.color_space, grid=params.cell_grid)
+    timings["cover"] = time.perf_counter() - t0
+    report("cover", 1, 1)
+
+    t = time.perf_counter()
+    if index is None:
+        index = build_index(tiles, params)
+    report("match", 0, rows * params.cols)
+    grid = nearest_tiles(index, cells, rows, params.cols)
+    timings["match"] = time.perf_counter() - t
+    report("match", rows * params.cols, rows * params.cols)
+
+    t = time.perf_counter()
+    used, local = np.unique(grid, return_inverse=True)
+    report("render", 0, rows)
+    mosaic = stitch(tiles.resized((tile_w, tile_h), used), local.reshape(grid.shape))
+    timings["render"] = time.perf_counter() - t
+    report("render", rows, rows)
+    timings["total"] = time.perf_counter() - t0
+    return MosaicResult(mosaic, grid, list(tiles.names), params, timings)

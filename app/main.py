@@ -15,6 +15,7 @@ from app import __version__
 from app.jobs.services import Services
 from app.settings import Settings, get_settings
 from app.web.errors import install_error_handlers
+from app.web.limits import BodySizeLimit
 from app.web.routes import api, health, pages
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Photo mosaics from your own photos.",
         lifespan=lifespan,
-        max_body_size=settings.max_request_bytes,
         form_limits={"max_files": settings.max_files_per_request + 1, "max_fields": 1000},
     )
     app.state.services = services
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     install_error_handlers(app)
     app.include_router(api.router)
     app.include_router(health.router)

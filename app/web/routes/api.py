@@ -102,9 +102,9 @@ def get_mosaic(mosaic: MosaicDep) -> MosaicOut:
     return mosaic_out(mosaic)
 
 
-@router.api_route(
+@router.head("/sessions/{session_id}/mosaics/{mosaic_id}/image", include_in_schema=False)
+@router.get(
     "/sessions/{session_id}/mosaics/{mosaic_id}/image",
-    methods=["GET", "HEAD"],
     response_class=FileResponse,
     responses={**_ERRORS, 409: {"description": "the mosaic is not ready"}},
 )

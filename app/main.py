@@ -16,7 +16,7 @@ from app.jobs.services import Services
 from app.settings import Settings, get_settings
 from app.web.errors import install_error_handlers
 from app.web.limits import BodySizeLimit
-from app.web.routes import api, health, pages
+from app.web.routes import api, health, pages, zoom
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services.jobs.resume_interrupted()
+        services.zoom.resume_interrupted()
         log.info("serving with data in %s", settings.data_dir)
         yield
         services.jobs.shutdown(wait=False)
@@ -44,6 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     install_error_handlers(app)
     app.include_router(api.router)
+    app.include_router(zoom.router)
+    app.include_router(zoom.share_router)
     app.include_router(health.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -136,6 +136,10 @@ class Libraries:
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
+    def sources(self, session_id: str) -> list[tuple[str, str]]:
+        """(display name, file path) of every image source of the session, in upload order."""
+        return self._sources(session_id)
+
     def _sources(self, session_id: str) -> list[tuple[str, str]]:
         """(display name, file path) of every registered image source, in upload order."""
         root = self._root(session_id)

@@ -47,6 +47,8 @@ class Jobs:
         self._running: set[Future[None]] = set()
         self._renders: set[str] = set()  # mosaic ids submitted and not finished
         self._guard = threading.Lock()
+        #: Called with a mosaic id when its render is ready (e.g. to build its zoom pyramid).
+        self.after_render: list[Callable[[str], None]] = []
 
     def shutdown(self, *, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
@@ -76,6 +78,10 @@ class Jobs:
             session = self.records.session(mosaic.session_id)
             if session is not None and session.state != "indexing":  # else the build submits it
                 self.submit_render(mosaic.id)
+
+    def submit(self, job: Callable[[str], None], record_id: str) -> None:
+        """Run ``job(record_id)`` on the shared pool (other job kinds use it too)."""
+        self._submit(job, record_id)
 
     def _submit(self, job: Callable[[str], None], record_id: str) -> None:
         future = self._pool.submit(job, record_id)
@@ -204,6 +210,8 @@ class Jobs:
         report["file"] = out.name
         report["library_shape"] = list(tiles.tile_size)
         self.records.update_mosaic(mosaic_id, state="ready", stage=None, done=1, total=1, result=report)
+        for listener in self.after_render:
+            listener(mosaic_id)
 
     def _fail(self, mosaic_id: str, reason: str) -> None:
         if self.records.mosaic(mosaic_id) is not None:
@@ -212,6 +220,11 @@ class Jobs:
 
 def _cover_path(folder: Path) -> Path:
     return next(folder.glob("cover.*"))
+
+
+def mosaic_params(params: dict[str, Any]) -> MosaicParams:
+    """The engine parameters of a mosaic, rebuilt from its stored record parameters."""
+    return MosaicParams(**_engine_params(params))
 
 
 def _engine_params(params: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from fastapi import Depends, Path, Request
 
 from app.jobs.records import MosaicRecord, SessionRecord
 from app.jobs.services import Services
+from app.jobs.zoom_records import AnimationRecord, PyramidRecord
 from app.web.errors import ApiError
 
 _ID = Path(pattern=r"^[A-Za-z0-9_-]{16,64}$", description="an id returned by the API")
@@ -39,3 +40,26 @@ def valid_mosaic(session: SessionDep, mosaic_id: Annotated[str, _ID], services: 
 
 
 MosaicDep = Annotated[MosaicRecord, Depends(valid_mosaic)]
+
+
+def valid_animation(
+    mosaic: MosaicDep, animation_id: Annotated[str, _ID], services: ServicesDep
+) -> AnimationRecord:
+    record = services.zoom_records.animation(animation_id)
+    if record is None or record.mosaic_id != mosaic.id:
+        raise ApiError(404, f"no animation {animation_id} of this mosaic", field="animation_id")
+    return record
+
+
+AnimationDep = Annotated[AnimationRecord, Depends(valid_animation)]
+
+
+def valid_share(token: Annotated[str, _ID], services: ServicesDep) -> PyramidRecord:
+    """The pyramid a share link names (a share link never reveals the session id)."""
+    record = services.zoom_records.pyramid_by_token(token)
+    if record is None:
+        raise ApiError(404, "no mosaic is shared under this link", field="token")
+    return record
+
+
+SharedDep = Annotated[PyramidRecord, Depends(valid_share)]

@@ -65,6 +65,10 @@ class MosaicOut(BaseModel):
     status_url: str
     image_url: str | None = Field(None, description="the finished file, once state is ready")
     download_name: str | None = None
+    dzi_url: str | None = Field(None, description="the Deep Zoom descriptor, once the pyramid is ready")
+    viewer_url: str | None = Field(None, description="read-only share link to the pan-and-zoom viewer")
+    pyramid: PyramidOut | None = None
+    animations_url: str | None = None
 
 
 class SessionOut(BaseModel):
@@ -84,3 +88,59 @@ class Health(BaseModel):
     status: Literal["ok"]
     version: str
     jobs_idle: bool
+
+
+# seeing a mosaic: the zoom pyramid and animations ------------------------------------------------
+
+
+class PyramidOut(BaseModel):
+    """The mosaic's Deep Zoom pyramid, built in the background once the mosaic is ready."""
+
+    state: Literal["queued", "building", "ready", "failed"]
+    progress: Progress
+    levels: int | None = None
+    tile_size: int | None = None
+    overlap: int | None = None
+    format: str | None = None
+    error: str | None = None
+
+
+class AnimationOptions(BaseModel):
+    """JSON body of an animation request."""
+
+    model_config = {"extra": "forbid"}
+
+    kind: Literal["zoom", "assemble", "disperse"] = Field("zoom", description="what the camera or tiles do")
+    format: Literal["mp4", "gif", "webp"] = Field("mp4", description="MP4 (H.264), animated GIF or WebP")
+    seconds: float = Field(8.0, ge=0.5, le=120, description="length")
+    width: int = Field(1280, ge=16, le=3840, description="frame width in pixels (even for mp4)")
+    height: int = Field(720, ge=16, le=3840, description="frame height in pixels (even for mp4)")
+    fps: int = Field(24, ge=1, le=60, description="frames per second")
+    col: int | None = Field(None, ge=0, description="the cell a zoom ends in (default: the middle)")
+    row: int | None = Field(None, ge=0, description="the cell a zoom ends in (default: the middle)")
+    reverse: bool = Field(False, description="zoom out of the cell instead of into it")
+
+
+class AnimationOut(BaseModel):
+    id: str
+    mosaic_id: str
+    state: Literal["queued", "rendering", "ready", "failed"]
+    progress: Progress = Field(description="frames rendered of all")
+    kind: str
+    format: str
+    seconds: float
+    width: int
+    height: int
+    fps: int
+    frames: int
+    col: int | None = None
+    row: int | None = None
+    reverse: bool = False
+    bytes: int | None = None
+    seconds_taken: float | None = Field(None, description="how long the render took")
+    error: str | None = None
+    created: float
+    updated: float
+    status_url: str
+    url: str | None = Field(None, description="the finished file, once state is ready")
+    download_name: str | None = None

@@ -16,10 +16,11 @@ from app.engine.decode import upright_size
 from app.engine.render import FILE_EXTENSIONS, MEDIA_TYPES, check_output_size
 from app.jobs.records import MosaicRecord, SessionRecord
 from app.jobs.services import Services
+from app.jobs.zoom_records import PyramidRecord
 from app.storage import FileTooLarge, write_stream_atomically
 from app.web.deps import MosaicDep, ServicesDep, SessionDep
 from app.web.errors import ApiError
-from app.web.schemas import MosaicOptions, MosaicOut, Progress, RejectedFile, SessionOut
+from app.web.schemas import MosaicOptions, MosaicOut, Progress, PyramidOut, RejectedFile, SessionOut
 
 router = APIRouter(prefix="/api", tags=["mosaics"])
 
@@ -93,13 +94,14 @@ async def create_mosaic(
         raise ApiError(409, detail, field="session_id")
     record = await _new_mosaic(services, session.id, cover, options)
     background.add_task(services.jobs.submit_render, record.id)
-    return mosaic_out(record)
+    return mosaic_out(record, None)
 
 
 @router.get("/sessions/{session_id}/mosaics/{mosaic_id}", response_model=MosaicOut, responses=_ERRORS)
-def get_mosaic(mosaic: MosaicDep) -> MosaicOut:
-    """State (``queued``, ``rendering``, ``ready``, ``failed``), progress, size and timings."""
-    return mosaic_out(mosaic)
+def get_mosaic(mosaic: MosaicDep, services: ServicesDep) -> MosaicOut:
+    """State (``queued``, ``rendering``, ``ready``, ``failed``), progress, size and timings; once
+    ready, the zoom pyramid's state, ``dzi_url`` and the share link ``viewer_url``."""
+    return mosaic_out(mosaic, services.zoom_records.pyramid(mosaic.id))
 
 
 @router.head("/sessions/{session_id}/mosaics/{mosaic_id}/image", include_in_schema=False)
@@ -137,7 +139,7 @@ async def create_mosaic_one_shot(
         await run_in_threadpool(services.storage.delete_session, session_id)
         raise
     background.add_task(services.jobs.submit_index, session_id)
-    return mosaic_out(record)
+    return mosaic_out(record, None)
 
 
 # helpers ----------------------------------------------------------------------------------------
@@ -235,14 +237,17 @@ def session_out(services: Services, record: SessionRecord) -> SessionOut:
         error=record.error,
         created=record.created,
         updated=record.updated,
-        mosaics=[mosaic_out(m) for m in services.records.mosaics_of(record.id)],
+        mosaics=[
+            mosaic_out(m, services.zoom_records.pyramid(m.id)) for m in services.records.mosaics_of(record.id)
+        ],
     )
 
 
-def mosaic_out(record: MosaicRecord) -> MosaicOut:
+def mosaic_out(record: MosaicRecord, pyramid: PyramidRecord | None) -> MosaicOut:
     base = f"/api/sessions/{record.session_id}/mosaics/{record.id}"
     result = record.result
     ready = record.state == "ready"
+    zoom_ready = ready and pyramid is not None and pyramid.state == "ready"
     return MosaicOut(
         id=record.id,
         session_id=record.session_id,
@@ -264,6 +269,23 @@ def mosaic_out(record: MosaicRecord) -> MosaicOut:
         status_url=base,
         image_url=f"{base}/image" if ready else None,
         download_name=download_name(record) if ready else None,
+        dzi_url=f"{base}/dzi/mosaic.dzi" if zoom_ready else None,
+        viewer_url=f"/v/{pyramid.share_token}" if ready and pyramid is not None else None,
+        pyramid=pyramid_out(pyramid) if ready and pyramid is not None else None,
+        animations_url=f"{base}/animations" if ready else None,
+    )
+
+
+def pyramid_out(pyramid: PyramidRecord) -> PyramidOut:
+    layout = pyramid.layout
+    return PyramidOut(
+        state=pyramid.state,
+        progress=Progress(done=pyramid.done, total=pyramid.total),
+        levels=layout.get("levels"),
+        tile_size=layout.get("tile_size"),
+        overlap=layout.get("overlap"),
+        format=layout.get("fmt"),
+        error=pyramid.error,
     )
 
 

@@ -1,0 +1,221 @@
+"""Background work for seeing a mosaic: its Deep Zoom pyramid and its animations.
+
+A pyramid is queued as soon as a render is ready and cut from the mosaic's placement grid
+(``grid.npy``) and the session's tile library, never from the encoded mosaic. Animations are
+rendered the same way. Both run on the shared job pool, keep their state in SQLite, and start
+again from scratch after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from app.engine import EngineError, ImageRejected, MosaicParams, TileSet
+from app.engine.animate import AnimationSpec, Detail, MosaicScene, make_animation
+from app.engine.pyramid import GridSource, write_pyramid
+from app.engine.tiles import make_tile
+from app.jobs.library import Libraries
+from app.jobs.records import MosaicRecord, Records
+from app.jobs.runner import Jobs, _Throttle, mosaic_params
+from app.jobs.zoom_records import AnimationRecord, ZoomRecords
+from app.settings import Settings
+from app.storage import Storage
+
+log = logging.getLogger(__name__)
+PYRAMID_DIR = "dzi"
+PYRAMID_NAME = "mosaic"
+ANIMATION_DIR = "animations"
+
+
+def new_token() -> str:
+    """An unguessable URL-safe token (192 random bits)."""
+    return secrets.token_urlsafe(24)
+
+
+class ZoomJobs:
+    """Queues and runs pyramid builds and animation renders."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        storage: Storage,
+        records: Records,
+        zoom_records: ZoomRecords,
+        libraries: Libraries,
+        jobs: Jobs,
+    ) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.records = records
+        self.zoom_records = zoom_records
+        self.libraries = libraries
+        self.jobs = jobs
+        jobs.after_render.append(self.submit_pyramid)
+
+    def pyramid_dir(self, mosaic: MosaicRecord) -> Path:
+        return self.storage.mosaic_dir(mosaic.session_id, mosaic.id) / PYRAMID_DIR
+
+    def animation_path(self, animation: AnimationRecord) -> Path:
+        folder = self.storage.mosaic_dir(animation.session_id, animation.mosaic_id) / ANIMATION_DIR
+        return folder / f"{animation.id}.{animation.spec['fmt']}"
+
+    # submitting -------------------------------------------------------------------------------
+
+    def submit_pyramid(self, mosaic_id: str) -> None:
+        mosaic = self.records.mosaic(mosaic_id)
+        if mosaic is not None and self.zoom_records.queue_pyramid(mosaic_id, mosaic.session_id, new_token()):
+            self.jobs.submit(self.build_pyramid, mosaic_id)
+
+    def create_animation(self, mosaic: MosaicRecord, spec: AnimationSpec) -> AnimationRecord:
+        """Record and queue an animation of a ready mosaic (``spec`` is validated here: raises
+        :class:`~app.engine.BadParameter` naming the field)."""
+        spec.validate(int(mosaic.result["cols"]), int(mosaic.result["rows"]))
+        record = self.zoom_records.create_animation(
+            new_token(),
+            mosaic_id=mosaic.id,
+            session_id=mosaic.session_id,
+            spec=asdict(spec),
+            total=spec.frames,
+        )
+        self.jobs.submit(self.render_animation, record.id)
+        return record
+
+    def resume_interrupted(self) -> None:
+        """After a restart: build the pyramids a stopped server left unfinished (and those of
+        mosaics made before pyramids existed), and render the unfinished animations again."""
+        for pyramid in self.zoom_records.pyramids_in_state("queued", "building"):
+            log.info("resuming pyramid of mosaic %s", pyramid.mosaic_id)
+            self.submit_pyramid(pyramid.mosaic_id)
+        for mosaic_id, _ in self.zoom_records.ready_mosaics_without_pyramid():
+            self.submit_pyramid(mosaic_id)
+        for animation in self.zoom_records.animations_in_state("queued", "rendering"):
+            log.info("resuming animation %s", animation.id)
+            self.zoom_records.update_animation(animation.id, state="queued", done=0)
+            self.jobs.submit(self.render_animation, animation.id)
+
+    # jobs -------------------------------------------------------------------------------------
+
+    def build_pyramid(self, mosaic_id: str) -> None:
+        mosaic = self.records.mosaic(mosaic_id)
+        if mosaic is None or mosaic.state != "ready":
+            return
+        throttle = _Throttle()
+
+        def progress(done: int, total: int) -> None:
+            if throttle.due(done, total):
+                self.zoom_records.update_pyramid(mosaic_id, done=done, total=total)
+
+        self.zoom_records.update_pyramid(mosaic_id, state="building", error=None)
+        final = self.pyramid_dir(mosaic)
+        partial = final.with_name(final.name + ".part")
+        try:
+            params, tiles, grid = self._mosaic_cells(mosaic)
+            source = GridSource.from_tiles(tiles, grid, params.tile_shape)
+            shutil.rmtree(partial, ignore_errors=True)
+            layout = write_pyramid(
+                source, partial, name=PYRAMID_NAME, fmt="png" if mosaic.format == "png" else "jpg",
+                progress=progress,
+            )  # fmt: skip
+            shutil.rmtree(final, ignore_errors=True)
+            partial.replace(final)
+        except Exception as exc:
+            shutil.rmtree(partial, ignore_errors=True)
+            if self.records.mosaic(mosaic_id) is None:
+                return  # deleted while building
+            log.exception("pyramid of mosaic %s failed", mosaic_id)
+            self.zoom_records.update_pyramid(mosaic_id, state="failed", error=_reason(exc))
+            return
+        description = {**asdict(layout), "levels": layout.levels}
+        total = layout.tile_total()
+        self.zoom_records.update_pyramid(
+            mosaic_id, state="ready", done=total, total=total, layout=description
+        )
+
+    def render_animation(self, animation_id: str) -> None:
+        animation = self.zoom_records.animation(animation_id)
+        mosaic = None if animation is None else self.records.mosaic(animation.mosaic_id)
+        if animation is None or mosaic is None:
+            return
+        throttle = _Throttle()
+
+        def progress(done: int, total: int) -> None:
+            if throttle.due(done, total):
+                self.zoom_records.update_animation(animation_id, done=done, total=total)
+
+        self.zoom_records.update_animation(animation_id, state="rendering", done=0, error=None)
+        out = self.animation_path(animation)
+        partial = out.with_name(out.name + ".part")
+        started = time.perf_counter()
+        try:
+            spec = AnimationSpec(**animation.spec)
+            scene = self._scene(mosaic)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            frames = make_animation(scene, spec, partial, progress=progress)
+            partial.replace(out)
+        except Exception as exc:
+            partial.unlink(missing_ok=True)
+            if self.records.mosaic(mosaic.id) is None:
+                return
+            log.exception("animation %s failed", animation_id)
+            self.zoom_records.update_animation(animation_id, state="failed", error=_reason(exc))
+            return
+        self.zoom_records.update_animation(
+            animation_id, state="ready", done=frames, total=frames, file=out.name, bytes=out.stat().st_size,
+            seconds_taken=round(time.perf_counter() - started, 3),
+        )  # fmt: skip
+
+    # helpers ----------------------------------------------------------------------------------
+
+    def _mosaic_cells(self, mosaic: MosaicRecord) -> tuple[MosaicParams, TileSet, NDArray[np.intp]]:
+        """The parameters, tile library and placement grid ``(rows, cols)`` a mosaic was made of."""
+        params = mosaic_params(mosaic.params)
+        tiles = self.libraries.tiles_for(mosaic.session_id, params)
+        folder = self.storage.mosaic_dir(mosaic.session_id, mosaic.id)
+        grid = np.load(folder / "grid.npy").astype(np.intp)
+        return params, tiles, grid
+
+    def _scene(self, mosaic: MosaicRecord) -> MosaicScene:
+        params, tiles, grid = self._mosaic_cells(mosaic)
+        used, local = np.unique(grid, return_inverse=True)
+        detail = self._detail(mosaic.session_id, tiles, used)
+        return MosaicScene(tiles.images[used], local.reshape(grid.shape), params.tile_shape, detail=detail)
+
+    def _detail(self, session_id: str, tiles: TileSet, used: NDArray[np.intp]) -> Detail:
+        """Decodes a tile's source photo at a larger size (for the last frames of a zoom); falls
+        back to enlarging the stored thumbnail if the source cannot be read."""
+        paths = dict(self.libraries.sources(session_id))
+        max_pixels = self.settings.max_image_pixels
+
+        def detail(tile: int, size: tuple[int, int]) -> NDArray[np.uint8]:
+            name = tiles.names[int(used[tile])]
+            try:
+                return make_tile(paths[name], name=name, size=size, max_pixels=max_pixels)
+            except (KeyError, ImageRejected, OSError):
+                return _enlarged(tiles.images[int(used[tile])], size)
+
+        return detail
+
+
+def _enlarged(image: NDArray[np.uint8], size: tuple[int, int]) -> NDArray[np.uint8]:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, EngineError):
+        return str(exc)
+    if isinstance(exc, FileNotFoundError):
+        return "the mosaic's files are missing"
+    return f"internal error ({type(exc).__name__})"
+
+
+__all__ = ["ANIMATION_DIR", "PYRAMID_DIR", "PYRAMID_NAME", "ZoomJobs", "new_token"]

@@ -219,6 +219,7 @@ function showResult(mosaic) {
     `${r.distinct_tiles} different photos used · ${mb.toFixed(1)} MB · made in ${seconds.toFixed(1)} s`;
   $("result").hidden = false;
   $("result").scrollIntoView({ behavior: "smooth", block: "start" });
+  showZoom(mosaic).catch((err) => showError("anim-error", `The zoomable view is not available: ${err.message}`));
 }
 
 async function uploadTiles() {
@@ -320,6 +321,154 @@ $("mosaic-form").addEventListener("submit", async (event) => {
     state.busy = false;
     $("make-button").disabled = false;
   }
+});
+
+// ---------------------------------------------------------------- deep zoom, share link, animations
+
+const zoom = { viewer: null, mosaic: null, cell: null, shown: 0, busy: false };
+const PYRAMID_WAIT_MS = 10 * 60 * 1000;
+
+async function apiJson(method, url, data) {
+  const response = await fetch(url, { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(data) });
+  let body = null;
+  try { body = await response.json(); } catch (_) { body = { detail: `HTTP ${response.status}` }; }
+  if (!response.ok) throw new ApiError(response.status, body);
+  return body;
+}
+
+// The pyramid is built in the background after the render: poll until it is ready.
+async function waitForPyramid(mosaic) {
+  const deadline = Date.now() + PYRAMID_WAIT_MS;
+  while (!mosaic.dzi_url && Date.now() < deadline) {
+    if (mosaic.pyramid && mosaic.pyramid.state === "failed") throw new Error(mosaic.pyramid.error || "failed");
+    await sleep(POLL_MS);
+    mosaic = await api("GET", mosaic.status_url);
+  }
+  return mosaic;
+}
+
+function showShare(url) {
+  const absolute = new URL(url, window.location.href).href;
+  $("share-link").href = absolute;
+  $("share-link").textContent = absolute;
+  $("share").hidden = false;
+}
+
+async function showZoom(mosaic) {
+  const shown = ++zoom.shown;  // a newer mosaic takes the viewer over
+  zoom.mosaic = mosaic;
+  pickCell(null);
+  $("viewer").hidden = true;  // the picture shows until this mosaic's pyramid is ready
+  $("viewer-hint").hidden = true;
+  $("result-link").hidden = false;
+  $("share").hidden = true;
+  $("anim-form").hidden = false;
+  $("anim-result").hidden = true;
+  const ready = await waitForPyramid(mosaic);
+  if (shown !== zoom.shown || !ready.dzi_url) return;
+  zoom.mosaic = ready;
+  if (ready.viewer_url) showShare(ready.viewer_url);
+  $("viewer").hidden = false;
+  $("viewer-hint").hidden = false;
+  $("result-link").hidden = true;
+  if (!zoom.viewer) zoom.viewer = new DeepZoomViewer($("viewer"), { onPick: pickCell, label: "Zoomable mosaic" });
+  await zoom.viewer.open(ready.dzi_url);
+  window.tesseraViewer = zoom.viewer;
+}
+
+// A click in the viewer picks the tile a zoom animation ends in.
+function pickCell(point) {
+  const m = zoom.mosaic;
+  if (!point || !m) {
+    zoom.cell = null;
+    $("anim-cell").value = "the middle one";
+    if (zoom.viewer) zoom.viewer.setMarker(null);
+    return;
+  }
+  const cellW = m.width / m.cols;
+  const cellH = m.height / m.rows;
+  const col = Math.min(m.cols - 1, Math.floor(point.x / cellW));
+  const row = Math.min(m.rows - 1, Math.floor(point.y / cellH));
+  zoom.cell = { col, row };
+  $("anim-cell").value = `column ${col + 1}, row ${row + 1}`;
+  if (!$("anim-kind").value.startsWith("zoom")) $("anim-kind").value = "zoom";
+  zoom.viewer.setMarker({ x: col * cellW, y: row * cellH, w: cellW, h: cellH });
+}
+
+function setAnimProgress(label, done, total) {
+  $("anim-progress").hidden = false;
+  $("anim-progress-label").textContent = label;
+  const bar = $("anim-progress-bar");
+  if (total > 0) { bar.max = total; bar.value = Math.min(done, total); } else { bar.removeAttribute("value"); }
+}
+
+function showAnimation(record) {
+  const preview = record.format === "mp4" ? document.createElement("video") : document.createElement("img");
+  preview.className = "anim-preview";
+  preview.src = record.url;
+  if (record.format === "mp4") Object.assign(preview, { controls: true, loop: true, muted: true, autoplay: true, playsInline: true });
+  else preview.alt = `${record.kind} animation of the mosaic`;
+  $("anim-preview").replaceChildren(preview);
+  $("anim-download").href = `${record.url}?download=1`;
+  $("anim-download").setAttribute("download", record.download_name || `mosaic.${record.format}`);
+  $("anim-result").hidden = false;
+}
+
+const ANIM_FIELDS = { width: "anim-size", height: "anim-size", col: "anim-cell", row: "anim-cell" };
+
+async function makeAnimation() {
+  const [width, height] = $("anim-size").value.split("x").map(Number);
+  const choice = $("anim-kind").value;
+  const body = {
+    kind: choice === "zoom-out" ? "zoom" : choice,
+    reverse: choice === "zoom-out",
+    format: $("anim-format").value,
+    seconds: parseFloat($("anim-seconds").value),
+    fps: parseInt($("anim-fps").value, 10),
+    width, height,
+  };
+  if (zoom.cell && body.kind === "zoom") Object.assign(body, zoom.cell);
+  let record = await apiJson("POST", zoom.mosaic.animations_url, body);
+  while (record.state === "queued" || record.state === "rendering") {
+    const label = record.state === "queued" ? "Waiting for a free worker…" : `Rendering frames: ${record.progress.done} of ${record.progress.total}`;
+    setAnimProgress(label, record.progress.done, record.progress.total);
+    await sleep(POLL_MS);
+    record = await api("GET", record.status_url);
+  }
+  if (record.state === "failed") throw new ApiError(500, { detail: record.error });
+  return record;
+}
+
+$("anim-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (zoom.busy || !zoom.mosaic) return;
+  document.querySelectorAll("#anim-form .error").forEach((el) => { el.hidden = true; el.textContent = ""; });
+  zoom.busy = true;
+  $("anim-button").disabled = true;
+  $("anim-result").hidden = true;
+  try {
+    showAnimation(await makeAnimation());
+  } catch (err) {
+    const body = err instanceof ApiError ? err.body : { detail: err.message };
+    const field = body && body.field;
+    const id = field && (ANIM_FIELDS[field] || `anim-${field}`);
+    showError(id && $(`${id}-error`) ? `${id}-error` : "anim-error", (body && body.detail) || "The animation failed.");
+  } finally {
+    $("anim-progress").hidden = true;
+    zoom.busy = false;
+    $("anim-button").disabled = false;
+  }
+});
+
+// GIF and WebP hold every frame: smaller frames and fewer of them suit them.
+$("anim-format").addEventListener("change", (e) => {
+  const small = { gif: ["480x270", 12], webp: ["854x480", 15], mp4: ["1280x720", 24] }[e.target.value];
+  $("anim-size").value = small[0];
+  $("anim-fps").value = small[1];
+});
+
+$("share-copy").addEventListener("click", async () => {
+  try { await navigator.clipboard.writeText($("share-link").href); $("share-copy").textContent = "Copied"; } catch (_) { /* the link stays selectable */ }
 });
 
 $("tiles-input").addEventListener("change", (e) => addTiles(e.target.files));

@@ -109,3 +109,68 @@ def test_page_fits_a_phone(browser: object, live_server: LiveServer) -> None:
     button = page.locator("#make-button").bounding_box()
     assert button is not None and button["height"] >= 44
     page.close()
+
+
+def test_viewer_zooms_into_deeper_tiles_picks_a_cell_and_animates(
+    browser: object, live_server: LiveServer, corpus: Path, photo_tiles: list[Path]
+) -> None:
+    page = browser.new_page(viewport={"width": 1100, "height": 900})  # type: ignore[attr-defined]
+    loaded: list[str] = []
+    page.on("response", lambda r: loaded.append(r.url) if "_files/" in r.url and r.status == 200 else None)
+    page.goto(live_server.url + "/")
+    page.set_input_files("#tiles-input", [str(p) for p in photo_tiles[:60]])
+    page.set_input_files("#cover-input", str(corpus / "covers" / "mate-LadyBird.jpg"))
+    page.fill("#cols", "60")
+    page.fill("#tile_size", "32")  # 1920 x 1184 px: levels 0..11
+    page.click("#make-button")
+    page.wait_for_selector("#viewer:not([hidden])", timeout=90_000)
+    page.wait_for_function("window.tesseraViewer && window.tesseraViewer.layout", timeout=30_000)
+    assert page.evaluate("window.tesseraViewer.layout.maxLevel") == 11
+    page.wait_for_function("document.getElementById('viewer').dataset.level !== undefined")
+    start_level = int(page.get_attribute("#viewer", "data-level") or "0")
+    assert start_level < 11 and any(f"_files/{start_level}/" in url for url in loaded)
+    assert not any("_files/11/" in url for url in loaded)  # only what the view needs
+
+    page.wait_for_timeout(800)  # the page scrolls smoothly to the result
+    page.locator("#viewer").scroll_into_view_if_needed()
+    box = page.locator("#viewer canvas").bounding_box()
+    assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 900
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for _ in range(8):
+        page.mouse.wheel(0, -400)
+        page.wait_for_timeout(120)
+    page.wait_for_function("document.getElementById('viewer').dataset.level === '11'", timeout=10_000)
+    page.wait_for_function(
+        "[...window.tesseraViewer.tiles].some(([key, tile]) => key.startsWith('11/') && tile.ready)",
+        timeout=20_000,
+    )
+    deep = [url for url in loaded if "_files/11/" in url]
+    assert deep and len(set(deep)) < 40  # the tiles in view of the deepest level, not all 8 x 5
+
+    # A click picks the cell under the pointer for the zoom animation.
+    point = page.evaluate(f"window.tesseraViewer.toImage({box['width'] / 2}, {box['height'] / 2})")
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    expected = f"column {int(point['x'] // 32) + 1}, row {int(point['y'] // 32) + 1}"
+    assert page.input_value("#anim-cell") == expected
+
+    page.select_option("#anim-format", "gif")
+    page.fill("#anim-seconds", "1")
+    page.click("#anim-button")
+    page.wait_for_selector("#anim-result:not([hidden])", timeout=60_000)
+    href = page.get_attribute("#anim-download", "href")
+    assert href and "/animations/" in href
+    gif = page.request.get(live_server.url + href)
+    assert gif.ok and gif.headers["content-type"] == "image/gif"
+
+    # The share link opens the viewer alone, with no session id in it.
+    share = page.get_attribute("#share-link", "href")
+    assert share and "/v/" in share and page.url.rsplit("/", 1)[-1] not in share
+    viewer = browser.new_page()  # type: ignore[attr-defined]
+    shared: list[str] = []
+    viewer.on("response", lambda r: shared.append(r.url) if "/mosaic_files/" in r.url and r.ok else None)
+    viewer.goto(share)
+    viewer.wait_for_function("window.tesseraViewer && window.tesseraViewer.layout", timeout=30_000)
+    viewer.wait_for_function("[...window.tesseraViewer.tiles.values()].some((tile) => tile.ready)")
+    assert shared and all("/v/" in url for url in shared)
+    viewer.close()
+    page.close()

@@ -1,4 +1,5 @@
-"""The ``tessera`` command line: ``tessera make`` builds a mosaic, ``tessera serve`` runs the web app."""
+"""The ``tessera`` command line: ``tessera make`` builds a mosaic (and, if asked, its Deep Zoom
+pyramid and an animation), ``tessera serve`` runs the web app."""
 
 from __future__ import annotations
 
@@ -22,10 +23,14 @@ from app.engine import (
     load_cover,
     make_mosaic,
 )
+from app.engine.animate import KINDS, VIDEO_FORMATS, AnimationSpec, Kind, make_animation, scene_of
 from app.engine.features import COLOR_SPACES
+from app.engine.mosaic import MosaicResult
+from app.engine.pyramid import GridSource, write_pyramid
 
 log = logging.getLogger(__name__)
 _SHOWN_REJECTIONS = 20
+_DEFAULT_SIZES = {"mp4": (1280, 720), "gif": (480, 270), "webp": (854, 480)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,6 +88,28 @@ def _parser() -> argparse.ArgumentParser:
     make.add_argument("--quality", type=int, default=90, help="JPEG/WebP quality (default: %(default)s)")
     make.add_argument("--workers", type=int, default=None, help="decoding threads (default: all cores)")
     make.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    see = make.add_argument_group("zoom: a Deep Zoom pyramid and an animation of the mosaic")
+    see.add_argument("--dzi", metavar="FOLDER", help="also write FOLDER/mosaic.dzi and FOLDER/mosaic_files/")
+    see.add_argument("--animate", metavar="FILE", help="also write an animation; .mp4, .gif or .webp")
+    see.add_argument(
+        "--kind",
+        choices=[*KINDS, "zoom-out"],
+        default="zoom",
+        help="what the animation shows (default: zoom)",
+    )
+    see.add_argument("--seconds", type=float, default=8.0, help="animation length (default: %(default)s)")
+    see.add_argument(
+        "--size",
+        type=_size,
+        default=None,
+        help="frame size WxH (default: 1280x720 for mp4, 480x270 for gif, 854x480 for webp)",
+    )
+    see.add_argument(
+        "--fps", type=int, default=None, help="frames per second (default: 24, 12 for gif and webp)"
+    )
+    see.add_argument(
+        "--cell", type=_cell, default=None, help="COL,ROW the zoom ends in (default: the middle)"
+    )
     make.set_defaults(run=_make)
 
     serve = commands.add_parser("serve", help="run the web service")
@@ -100,6 +127,42 @@ def _aspect(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH such as 1280x720, got {text!r}") from None
+    return w, h
+
+
+def _cell(text: str) -> tuple[int, int]:
+    try:
+        col, row = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected COL,ROW such as 12,30, got {text!r}") from None
+    return col, row
+
+
+def _animation_spec(args: argparse.Namespace) -> AnimationSpec | None:
+    """The animation the options ask for (None without ``--animate``); raises BadParameter."""
+    if not args.animate:
+        return None
+    path = Path(args.animate)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in VIDEO_FORMATS:
+        raise BadParameter("animate", f"unknown animation extension {path.suffix!r}; use .mp4, .gif or .webp")
+    if not path.parent.is_dir():
+        raise BadParameter("animate", f"folder {str(path.parent)!r} does not exist")
+    col, row = args.cell if args.cell else (None, None)
+    kind: Kind = "zoom" if args.kind == "zoom-out" else args.kind
+    width, height = args.size or _DEFAULT_SIZES[fmt]
+    return AnimationSpec(
+        kind=kind, fmt=fmt, seconds=args.seconds, width=width, height=height,
+        fps=args.fps or (24 if fmt == "mp4" else 12), col=col, row=row,
+        reverse=args.kind == "zoom-out",
+    )  # fmt: skip
+
+
 def _make(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     params = MosaicParams(
@@ -115,12 +178,18 @@ def _make(args: argparse.Namespace) -> int:
         fmt = format_for_path(output)
         if not output.parent.is_dir():
             raise BadParameter("output", f"folder {str(output.parent)!r} does not exist")
+        spec = _animation_spec(args)
     except BadParameter as exc:
-        return _fail(f"bad --{exc.field.replace('_', '-')}: {exc.message}", code=2)
+        return _fail(f"bad {_option(exc.field)}: {exc.message}", code=2)
     try:  # the cover first: a bad cover should fail before thousands of tiles are decoded
         cover = load_cover(args.cover, params, name=args.cover)
     except ImageRejected as exc:
         return _fail(f"cover {exc.name}: {exc.reason}", code=1)
+    try:  # the rows follow from the cover: now the animation's cell can be checked too
+        if spec is not None:
+            spec.validate(params.cols, params.rows_for(cover.width, cover.height))
+    except BadParameter as exc:
+        return _fail(f"bad {_option(exc.field)}: {exc.message}", code=2)
 
     bar = _ProgressBar("tiles", enabled=not args.quiet and sys.stderr.isatty())
     tiles = TileSet.from_paths(args.tiles, size=params.tile_shape, workers=args.workers, progress=bar)
@@ -133,10 +202,11 @@ def _make(args: argparse.Namespace) -> int:
         t = time.perf_counter()
         _write_atomically(result.image, output, fmt, args.quality)
         encode_s = time.perf_counter() - t
+        _zoom_outputs(args, result, tiles, spec)
     except ImageRejected as exc:
         return _fail(f"cover {exc.name}: {exc.reason}", code=1)
     except BadParameter as exc:
-        return _fail(f"bad --{exc.field.replace('_', '-')}: {exc.message}", code=2)
+        return _fail(f"bad {_option(exc.field)}: {exc.message}", code=2)
     except EngineError as exc:
         return _fail(str(exc), code=1)
     except OSError as exc:
@@ -158,6 +228,35 @@ def _make(args: argparse.Namespace) -> int:
     return 0
 
 
+def _zoom_outputs(
+    args: argparse.Namespace, result: MosaicResult, tiles: TileSet, spec: AnimationSpec | None
+) -> None:
+    """The pyramid and the animation that ``--dzi`` and ``--animate`` ask for, from the grid."""
+    cell_size = result.params.tile_shape
+    if args.dzi:
+        t = time.perf_counter()
+        folder = Path(args.dzi)
+        layout = write_pyramid(GridSource.from_tiles(tiles, result.grid, cell_size), folder, workers=2)
+        if not args.quiet:
+            print(f"wrote {folder / 'mosaic.dzi'} ({layout.levels} levels, {layout.tile_total()} tiles) "
+                  f"in {time.perf_counter() - t:.2f} s")  # fmt: skip
+    if spec is not None:
+        t = time.perf_counter()
+        path = Path(args.animate)
+        scene = scene_of(tiles, result.grid, cell_size, sources={name: name for name in tiles.names})
+        bar = _ProgressBar("frames", enabled=not args.quiet and sys.stderr.isatty())
+        tmp = path.with_name(f".{path.stem}.part{path.suffix}")
+        try:
+            frames = make_animation(scene, spec, tmp, progress=bar)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        bar.close()
+        if not args.quiet:
+            print(f"wrote {path} ({spec.width}x{spec.height}, {frames} frames at {spec.fps} fps) "
+                  f"in {time.perf_counter() - t:.2f} s")  # fmt: skip
+
+
 def _print_tiles(tiles: TileSet) -> None:
     print(f"tiles: {len(tiles)} accepted, {len(tiles.rejected)} rejected")
     for rejection in tiles.rejected[:_SHOWN_REJECTIONS]:
@@ -177,6 +276,14 @@ def _write_atomically(image: object, output: Path, fmt: str, quality: int) -> No
         os.replace(tmp, output)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+#: Engine parameter names that have a differently named option.
+_OPTIONS = {"width": "size", "height": "size", "col": "cell", "row": "cell"}
+
+
+def _option(field: str) -> str:
+    return "--" + _OPTIONS.get(field, field).replace("_", "-")
 
 
 def _fail(message: str, *, code: int) -> int:

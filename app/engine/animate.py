@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -31,9 +31,11 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from app.engine.errors import BadParameter
+from app.engine.decode import DEFAULT_MAX_PIXELS, ImageSource
+from app.engine.errors import BadParameter, ImageRejected
 from app.engine.pyramid import shrink2
 from app.engine.render import stitch
+from app.engine.tiles import TileSet, make_tile
 
 Kind = Literal["zoom", "assemble", "disperse"]
 VideoFormat = Literal["mp4", "gif", "webp"]
@@ -228,6 +230,39 @@ class MosaicScene:
         canvas[ys, xs] = images[self.grid.ravel()[order[inside]]]  # later writes win: the order
         box = view[0] * sx - ox + mw, view[1] * sy - oy + mh, view[2] * sx - ox + mw, view[3] * sy - oy + mh
         return _resize(canvas, box, size)
+
+
+def scene_of(
+    tiles: TileSet,
+    grid: NDArray[np.integer],
+    cell_size: tuple[int, int],
+    *,
+    sources: Mapping[str, ImageSource] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> MosaicScene:
+    """The scene of a mosaic made of ``tiles`` placed as ``grid`` ``(rows, cols)``. With
+    ``sources`` (tile name -> its file), close views decode the tiles' photos in more detail."""
+    used, local = np.unique(grid, return_inverse=True)
+    detail = None
+    if sources is not None:
+        detail = _detail_from(tiles, used, sources, max_pixels)
+    return MosaicScene(
+        tiles.images[used], local.reshape(grid.shape).astype(np.intp), cell_size, detail=detail
+    )
+
+
+def _detail_from(
+    tiles: TileSet, used: NDArray[np.intp], sources: Mapping[str, ImageSource], max_pixels: int
+) -> Detail:
+    def detail(tile: int, size: tuple[int, int]) -> NDArray[np.uint8]:
+        index = int(used[tile])
+        name = tiles.names[index]
+        try:
+            return make_tile(sources[name], name=name, size=size, max_pixels=max_pixels)
+        except (KeyError, ImageRejected, OSError):  # gone since: enlarge the thumbnail instead
+            return np.asarray(Image.fromarray(tiles.images[index]).resize(size, Image.Resampling.BICUBIC))
+
+    return detail
 
 
 def _clamp(value: int, limit: int) -> int:

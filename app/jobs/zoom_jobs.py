@@ -18,10 +18,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from app.engine import EngineError, ImageRejected, MosaicParams, TileSet
-from app.engine.animate import AnimationSpec, Detail, MosaicScene, make_animation
+from app.engine import EngineError, MosaicParams, TileSet
+from app.engine.animate import AnimationSpec, MosaicScene, make_animation, scene_of
 from app.engine.pyramid import GridSource, write_pyramid
-from app.engine.tiles import make_tile
 from app.jobs.library import Libraries
 from app.jobs.records import MosaicRecord, Records
 from app.jobs.runner import Jobs, _Throttle, mosaic_params
@@ -184,30 +183,10 @@ class ZoomJobs:
 
     def _scene(self, mosaic: MosaicRecord) -> MosaicScene:
         params, tiles, grid = self._mosaic_cells(mosaic)
-        used, local = np.unique(grid, return_inverse=True)
-        detail = self._detail(mosaic.session_id, tiles, used)
-        return MosaicScene(tiles.images[used], local.reshape(grid.shape), params.tile_shape, detail=detail)
-
-    def _detail(self, session_id: str, tiles: TileSet, used: NDArray[np.intp]) -> Detail:
-        """Decodes a tile's source photo at a larger size (for the last frames of a zoom); falls
-        back to enlarging the stored thumbnail if the source cannot be read."""
-        paths = dict(self.libraries.sources(session_id))
-        max_pixels = self.settings.max_image_pixels
-
-        def detail(tile: int, size: tuple[int, int]) -> NDArray[np.uint8]:
-            name = tiles.names[int(used[tile])]
-            try:
-                return make_tile(paths[name], name=name, size=size, max_pixels=max_pixels)
-            except (KeyError, ImageRejected, OSError):
-                return _enlarged(tiles.images[int(used[tile])], size)
-
-        return detail
-
-
-def _enlarged(image: NDArray[np.uint8], size: tuple[int, int]) -> NDArray[np.uint8]:
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))
+        sources = dict(self.libraries.sources(mosaic.session_id))
+        return scene_of(
+            tiles, grid, params.tile_shape, sources=sources, max_pixels=self.settings.max_image_pixels
+        )
 
 
 def _reason(exc: Exception) -> str:

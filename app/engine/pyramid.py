@@ -45,7 +45,7 @@ DEFAULT_TILE_SIZE = 254  # + 2 x 1 px overlap = 256 px files, the Deep Zoom Comp
 DEFAULT_OVERLAP = 1
 #: Levels up to this many pixels are held whole in memory (about 50 MB).
 DEFAULT_BUDGET_PIXELS = 16_000_000
-_CHUNK = 2048  # side of the regions a whole level is assembled from
+_CHUNK = 512  # side of the regions a whole level is assembled from (2**k times that deeper)
 
 #: (x0, y0, x1, y1): a rectangle of one level, in its pixels, end exclusive.
 Box = tuple[int, int, int, int]
@@ -186,15 +186,20 @@ class BitmapSource:
 
 
 def shrink2(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
-    """Halve ``(h, w, 3)`` (or ``(n, h, w, 3)``) to ``(ceil(h/2), ceil(w/2), 3)`` by the mean of each
-    2x2 block; an odd last row or column is repeated to fill its block."""
+    """Halve ``(h, w, 3)`` (or ``(n, h, w, 3)``) to ``(ceil(h/2), ceil(w/2), 3)`` by the rounded
+    mean of each 2x2 block; an odd last row or column is repeated to fill its block."""
     h, w = image.shape[-3], image.shape[-2]
     if h % 2 or w % 2:
         pad = [(0, 0)] * (image.ndim - 3) + [(0, h % 2), (0, w % 2), (0, 0)]
         image = np.pad(image, pad, mode="edge")
-    lead = image.shape[:-3]
-    blocks = image.reshape(*lead, (h + 1) // 2, 2, (w + 1) // 2, 2, 3).astype(np.uint16)
-    return ((blocks.sum(axis=(-4, -2)) + 2) // 4).astype(np.uint8)
+    # Four strided views added elementwise: far faster than a sum over reshaped block axes.
+    total = image[..., 0::2, 0::2, :].astype(np.uint16)
+    total += image[..., 1::2, 0::2, :]
+    total += image[..., 0::2, 1::2, :]
+    total += image[..., 1::2, 1::2, :]
+    total += 2
+    total >>= 2
+    return total.astype(np.uint8)
 
 
 class PyramidLevels:

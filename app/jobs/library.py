@@ -105,6 +105,7 @@ class Libraries:
             max_members=self.settings.max_zip_members,
             max_total_bytes=self.settings.max_zip_bytes,
             max_member_bytes=self.settings.max_file_bytes,
+            max_ratio=self.settings.max_zip_ratio,
         )
         entries: list[dict[str, str]] = []
         rejected: list[Rejection] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -29,9 +30,11 @@ def sweep(services: Services, *, now: float | None = None) -> list[str]:
         if services.records.session(session_id) is None and _age(folder, now) > ttl:
             services.storage.delete_session(session_id)  # created, then the server died
             removed.append(session_id)
-    for part in services.storage.root.rglob("*.part"):
-        if _age(part, now) > _STALE_PART_SECONDS:
-            part.unlink(missing_ok=True)
+    for root, _, files in os.walk(services.storage.root):  # os.walk skips folders deleted meanwhile
+        for name in files:
+            part = Path(root) / name
+            if name.endswith(".part") and _age(part, now) > _STALE_PART_SECONDS:
+                part.unlink(missing_ok=True)
     services.storage.measure()
     return removed
 

@@ -91,10 +91,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        if exc.status_code in _STATUS_TEXT and detail in (
-            "Not Found",
-            "Method Not Allowed",
-            "Content Too Large",
-        ):
-            detail = _STATUS_TEXT[exc.status_code]
-        return JSONResponse(error_body(detail), status_code=exc.status_code, headers=exc.headers)
+        status = exc.status_code
+        if status in _STATUS_TEXT and detail in _STARLETTE_DEFAULTS:
+            detail = _STATUS_TEXT[status]
+        if status == 400 and detail.startswith("Too many files"):  # Starlette's multipart file cap
+            return _json(413, f"{detail} Upload in several requests.", field="tiles")
+        return JSONResponse(error_body(detail), status_code=status, headers=exc.headers)

@@ -27,9 +27,19 @@ REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
 
 
+def _kind(method: str, url: str) -> str:
+    parts = url.strip("/").split("/")
+    if method == "GET" and parts[-1] == "image":
+        return "GET image"
+    if method == "GET":
+        return "GET status"
+    return f"{method} {'mosaic' if parts[-1] == 'mosaics' else parts[-1] if len(parts) < 3 else 'session'}"
+
+
 class Stats:
     def __init__(self) -> None:
         self.latencies: list[float] = []
+        self.by_kind: dict[str, list[float]] = {}
         self.errors: list[str] = []
 
     async def request(
@@ -41,7 +51,9 @@ class Stats:
         except httpx.HTTPError as exc:
             self.errors.append(f"{method} {url}: {exc!r}")
             raise
-        self.latencies.append(time.perf_counter() - t)
+        took = time.perf_counter() - t
+        self.latencies.append(took)
+        self.by_kind.setdefault(_kind(method, url), []).append(took)
         if response.status_code >= 400:
             self.errors.append(f"{method} {url}: {response.status_code} {response.text[:120]}")
         return response
@@ -101,6 +113,12 @@ async def run(args: argparse.Namespace) -> None:
     print(f"requests {len(lat)} in {elapsed:.1f} s = {len(lat) / elapsed:.1f} req/s; mosaics made {mosaics}")
     print(f"errors {len(stats.errors) + len(crashed)}")
     print(f"latency median {statistics.median(lat) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
+    for kind, values in sorted(stats.by_kind.items()):
+        values.sort()
+        print(
+            f"  {kind:<14} n={len(values):<5} median {statistics.median(values) * 1000:7.1f} ms"
+            f"  p99 {values[min(len(values) - 1, int(len(values) * 0.99))] * 1000:7.1f} ms"
+        )
     for line in (stats.errors + [repr(c) for c in crashed])[:10]:
         print("  ", line)
 

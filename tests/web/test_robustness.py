@@ -244,3 +244,37 @@ def test_status_polls_stay_fast_while_big_mosaics_render(
             lambda m=m: httpx.get(f"{url}{m['status_url']}", timeout=10).json(), until={"ready"}, timeout=180
         )
     assert states  # the polls above really ran against live renders
+
+
+def test_request_limit_holds_while_the_body_streams(tmp_path: Path) -> None:
+    """A chunked upload with no Content-Length is cut off once it passes the limit."""
+    server = LiveServer(tmp_path / "data", env={"TESSERA_MAX_REQUEST_BYTES": str(2**20)}).start()
+    boundary = "tesserabound"
+    sent = 0
+
+    def body() -> Any:
+        nonlocal sent
+        head = f'--{boundary}\r\nContent-Disposition: form-data; name="tiles"; filename="big.jpg"\r\n\r\n'
+        yield head.encode()
+        for _ in range(64):  # 16 MiB in all, far past the 1 MiB limit
+            sent += 256 * 1024
+            yield bytes(256 * 1024)
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    try:
+        with httpx.Client(timeout=30) as http:
+            try:
+                response = http.post(
+                    f"{server.url}/api/sessions",
+                    content=body(),
+                    headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+                )
+                assert response.status_code == 413, response.text
+                assert "limit" in response.json()["detail"]
+            except httpx.TransportError:  # the server answered 413 and closed mid-upload
+                assert sent < 64 * 256 * 1024, "the server read the whole body before refusing it"
+        stored = [p.stat().st_size for p in (tmp_path / "data").rglob("*") if p.is_file()]
+        assert max(stored, default=0) < 2**20, "more than the limit reached the disk"
+        assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+    finally:
+        server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -10,9 +11,11 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from app import __version__
 from app.jobs.services import Services
+from app.jobs.sweeper import sweep
 from app.settings import Settings, get_settings
 from app.web.errors import install_error_handlers
 from app.web.limits import BodySizeLimit
@@ -30,8 +33,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services.jobs.resume_interrupted()
         services.zoom.resume_interrupted()
+        sweeper = asyncio.create_task(_sweep_periodically(services))
         log.info("serving with data in %s", settings.data_dir)
         yield
+        sweeper.cancel()
         services.jobs.shutdown(wait=False)
 
     app = FastAPI(
@@ -51,6 +56,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+async def _sweep_periodically(services: Services) -> None:
+    while True:
+        try:
+            await run_in_threadpool(sweep, services)
+        except Exception:  # a failed sweep must not stop the next one
+            log.exception("sweeping expired sessions failed")
+        await asyncio.sleep(services.settings.sweep_interval_seconds)
 
 
 @functools.cache

@@ -123,6 +123,8 @@ class ZoomJobs:
                 source, partial, name=PYRAMID_NAME, fmt="png" if mosaic.format == "png" else "jpg",
                 progress=progress,
             )  # fmt: skip
+            if self.records.mosaic(mosaic_id) is None:
+                raise FileNotFoundError("the mosaic was deleted while its pyramid was built")
             shutil.rmtree(final, ignore_errors=True)
             partial.replace(final)
         except Exception as exc:
@@ -158,6 +160,8 @@ class ZoomJobs:
             scene = self._scene(mosaic)
             out.parent.mkdir(parents=True, exist_ok=True)
             frames = make_animation(scene, spec, partial, progress=progress)
+            if self.records.mosaic(mosaic.id) is None:
+                raise FileNotFoundError("the mosaic was deleted while it was animated")
             partial.replace(out)
         except Exception as exc:
             partial.unlink(missing_ok=True)

@@ -155,7 +155,9 @@ def test_missing_paths_are_reported(tmp_path: Path) -> None:
 
 
 def test_heic_from_phones_loads(corpus: Path, tmp_path: Path) -> None:
-    source = read_image(corpus / "odd" / "exif_orientation_6.jpg", "RGB").transpose(Image.Transpose.ROTATE_270)
+    source = read_image(corpus / "odd" / "exif_orientation_6.jpg", "RGB").transpose(
+        Image.Transpose.ROTATE_270
+    )
     source.info.pop("exif", None)  # the pixels are upright now; drop the rotation flag
     heic = tmp_path / "phone.heic"
     source.save(heic, format="HEIF", quality=90)

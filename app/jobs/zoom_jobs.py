@@ -114,7 +114,7 @@ class ZoomJobs:
 
         self.zoom_records.update_pyramid(mosaic_id, state="building", error=None)
         final = self.pyramid_dir(mosaic)
-        partial = final.with_name(final.name + ".part")
+        partial = final.with_name(final.name + ".building")  # a folder; resumed builds start it anew
         try:
             params, tiles, grid = self._mosaic_cells(mosaic)
             source = GridSource.from_tiles(tiles, grid, params.tile_shape)

@@ -174,3 +174,49 @@ def test_viewer_zooms_into_deeper_tiles_picks_a_cell_and_animates(
     assert shared and all("/v/" in url for url in shared)
     viewer.close()
     page.close()
+
+
+def test_share_viewer_pinch_zooms_on_a_phone(
+    browser: object, live_server: LiveServer, corpus: Path, photo_tiles: list[Path]
+) -> None:
+    import httpx2 as httpx
+
+    from tests.web.conftest import wait_for
+
+    files = [("tiles", (p.name, p.read_bytes(), "image/jpeg")) for p in photo_tiles[:30]]
+    session = httpx.post(f"{live_server.url}/api/sessions", files=files, timeout=60).json()
+    wait_for(lambda: httpx.get(live_server.url + session["status_url"]).json(), until={"ready"})
+    cover = corpus / "covers" / "mate-Dune.jpg"
+    created = httpx.post(
+        f"{live_server.url}/api/sessions/{session['id']}/mosaics",
+        files={"cover": (cover.name, cover.read_bytes(), "image/jpeg")},
+        data={"cols": "40", "tile_size": "32"},
+        timeout=60,
+    ).json()
+    mosaic = wait_for(lambda: httpx.get(live_server.url + created["status_url"]).json(), until={"ready"})
+
+    context = browser.new_context(  # type: ignore[attr-defined]
+        viewport={"width": 390, "height": 844}, device_scale_factor=2, has_touch=True, is_mobile=True
+    )
+    page = context.new_page()
+    page.goto(live_server.url + mosaic["viewer_url"])
+    page.wait_for_function("window.tesseraViewer && window.tesseraViewer.layout", timeout=60_000)
+    before = page.evaluate("window.tesseraViewer.scale")
+    cdp = context.new_cdp_session(page)
+    box = page.locator("#viewer canvas").bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+    def touch(kind: str, spread: float) -> None:
+        points = [{"x": cx - spread, "y": cy, "id": 1}, {"x": cx + spread, "y": cy, "id": 2}]
+        cdp.send(
+            "Input.dispatchTouchEvent", {"type": kind, "touchPoints": [] if kind == "touchEnd" else points}
+        )
+
+    touch("touchStart", 20)
+    for spread in range(30, 160, 10):  # the fingers move apart: zoom in
+        touch("touchMove", spread)
+    touch("touchEnd", 0)
+    after = page.evaluate("window.tesseraViewer.scale")
+    assert after > before * 3, (before, after)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    context.close()

@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import CORPUS, TILE_SETS, load_metric  # noqa: E402
+from PIL import Image, ImageOps
 
-from PIL import Image, ImageOps  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality import CORPUS, TILE_SETS, format_row, load_metric
 
 PEERS = ["pytomosaic", "photomosaic", "metapixel", "phomo", "mosaicraft"]
 
@@ -107,7 +107,17 @@ def peer_command(
     if peer == "photomosaic":
         return [python, "-c", _PHOTOMOSAIC, small, str(tiles), str(rows), str(cols), str(out)], env
     if peer == "mosaicraft":
-        return [python, "-c", _MOSAICRAFT, str(cover), str(tiles), str(rows), str(cols), str(px), str(out)], env
+        return [
+            python,
+            "-c",
+            _MOSAICRAFT,
+            str(cover),
+            str(tiles),
+            str(rows),
+            str(cols),
+            str(px),
+            str(out),
+        ], env
     if peer == "phomo":
         phomo = str(Path(python).parent / "phomo")
         cmd = [phomo, str(cover), str(tiles), "-o", str(out), "-c", str(cols / rows)]
@@ -148,7 +158,9 @@ def run_peer(peer: str, cover: Path, tiles: Path, cols: int, px: int, python: st
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--covers", default="mate-LadyBird,skimage-astronaut")
     parser.add_argument("--tiles", default="photo")
     parser.add_argument("--peers", default=",".join(PEERS))
@@ -159,24 +171,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     python = str(Path(args.venv) / "bin" / "python")
     rows: list[dict[str, Any]] = []
-    print(f"{'cover':<18} {'tiles':<6} {'peer':<12} {'seconds':>7} {'cell_de':>7} {'view_de':>7} {'ssim4':>6} "
-          f"{'distinct':>8} {'max_rep':>7} {'adj_dup':>7}")  # fmt: skip
+    print(format_row({"cover": "cover", "tiles": "tiles", "setting": "peer"}, header=True))
     for set_name in args.tiles.split(","):
         for cover_name in args.covers.split(","):
             cover = CORPUS / "covers" / f"{cover_name}.jpg"
             for peer in args.peers.split(","):
                 row = run_peer(peer, cover, TILE_SETS[set_name], args.cols, args.tile_size, python)
-                row.update(cover=cover_name, tiles=set_name)
+                row.update(cover=cover_name, tiles=set_name, setting=peer)
                 rows.append(row)
                 if "error" in row:
                     print(f"{cover_name:<18} {set_name:<6} {peer:<12} FAILED: {row['error']!r}", flush=True)
-                    continue
-                print(
-                    f"{cover_name:<18} {set_name:<6} {peer:<12} {row['seconds']:>7.2f} {row['cell_de']:>7.2f} "
-                    f"{row['view_de']:>7.2f} {row['ssim4']:>6.3f} {row['distinct']:>8} {row['max_rep']:>7} "
-                    f"{row['adj_dup']:>7.3f}",
-                    flush=True,
-                )
+                else:
+                    print(format_row(row), flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

@@ -70,6 +70,18 @@ def load_metric() -> Callable[[str, str, int, int], dict[str, Any]]:
     return module.score  # type: ignore[no-any-return]
 
 
+_FIGURES = [("seconds", 7, ".2f"), ("cell_de", 7, ".2f"), ("view_de", 7, ".2f"), ("ssim4", 6, ".3f")]
+_FIGURES += [("distinct", 8, "d"), ("max_rep", 7, "d"), ("adj_dup", 7, ".3f")]
+
+
+def format_row(row: dict[str, Any], *, header: bool = False) -> str:
+    """One line of the results table (or its header)."""
+    text = f"{row['cover']:<18} {row['tiles']:<6} {row['setting']:<12}"
+    for name, width, fmt in _FIGURES:
+        text += f" {name:>{width}}" if header else f" {row[name]:>{width}{fmt}}"
+    return text
+
+
 def run_one(
     cover: Path, tiles: TileSet, params: MosaicParams, out: Path, score: Callable[..., dict[str, Any]]
 ) -> dict[str, Any]:
@@ -82,7 +94,9 @@ def run_one(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--covers", default=",".join(COVERS), help="comma-separated cover names")
     parser.add_argument("--tiles", default="photo,emoji", help="comma-separated tile sets: photo, emoji")
     parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated setting names")
@@ -94,9 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
     score = load_metric()
     rows: list[dict[str, Any]] = []
-    header = f"{'cover':<18} {'tiles':<6} {'setting':<10} {'seconds':>7} {'cell_de':>7} {'view_de':>7} "
-    header += f"{'ssim4':>6} {'distinct':>8} {'max_rep':>7} {'adj_dup':>7}"
-    print(header)
+    print(format_row({"cover": "cover", "tiles": "tiles", "setting": "setting"}, header=True))
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
@@ -113,12 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                     row.update(cover=cover_name, tiles=set_name, setting=setting)
                     row["seconds"] = round(row["seconds"] + decode_s, 2)
                     rows.append(row)
-                    print(
-                        f"{cover_name:<18} {set_name:<6} {setting:<10} {row['seconds']:>7.2f} "
-                        f"{row['cell_de']:>7.2f} {row['view_de']:>7.2f} {row['ssim4']:>6.3f} "
-                        f"{row['distinct']:>8} {row['max_rep']:>7} {row['adj_dup']:>7.3f}",
-                        flush=True,
-                    )
+                    print(format_row(row), flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

@@ -6,9 +6,10 @@ cells go through the same conversion, so distances between them mean the same th
 
 :class:`FeatureWeights` reshapes the distance without changing the dimension: each sub-cell value
 ``b`` becomes ``structure * (b - m) + mean * m``, where ``m`` is the cell's mean and ``structure``
-holds one weight per channel. Because the deviations ``b - m`` sum to zero, the squared distance
-splits exactly into ``grid² * mean² * |Δm|²`` (the cell's overall colour) plus the weighted squared
-differences of the deviations (the structure inside the cell), so the two can be traded off.
+holds one weight per channel (after an optional compression of chroma, :func:`compress_chroma`).
+Because the deviations ``b - m`` sum to zero, the squared distance splits exactly into
+``grid² * mean² * |Δm|²`` (the cell's overall colour) plus the weighted squared differences of the
+deviations (the structure inside the cell), so the two can be traded off.
 """
 
 from __future__ import annotations
@@ -58,11 +59,20 @@ class FeatureWeights:
     chroma_k: float = 0.0
 
 
-#: Chosen by measurement (bench/quality.py, docs/quality.md): a cell's overall colour counts
-#: double, and lightness differences inside a cell count double against the colour differences
-#: there, because the eye reads edges and faces mostly from lightness.
-DEFAULT_WEIGHTS = FeatureWeights(mean=2.0, structure=(2.0, 1.0, 1.0))
+#: Chosen by measurement (bench/quality.py, docs/quality.md). The cell's overall colour counts 1.5
+#: times the plain sub-grid's share, and lightness differences inside a cell count double against
+#: colour differences there, because the eye reads edges and faces mostly from lightness. Chroma is
+#: compressed a little more than CIEDE2000 does (k = 0.1 rather than 0.045), which keeps saturated
+#: cells from drowning the lightness structure.
+DEFAULT_WEIGHTS = FeatureWeights(mean=1.5, structure=(2.0, 1.0, 1.0), chroma_k=0.1)
+#: Oklab (scaled by 100) already has small a/b next to its lightness: no chroma compression.
+OKLAB_WEIGHTS = FeatureWeights(mean=1.5, structure=(2.0, 1.0, 1.0))
 PLAIN_WEIGHTS = FeatureWeights()
+
+
+def weights_for(color_space: ColorSpace) -> FeatureWeights:
+    """The feature weights the engine uses in ``color_space`` (RGB is kept plain, as a baseline)."""
+    return {"lab": DEFAULT_WEIGHTS, "oklab": OKLAB_WEIGHTS}.get(color_space, PLAIN_WEIGHTS)
 
 
 def convert_colors(rgb: NDArray[np.floating], space: ColorSpace) -> NDArray[np.float32]:

@@ -9,8 +9,8 @@ larger, up to the whole library, so the work stays proportional to ``cells * k``
 
 When the library is too small for the rules (``unique`` or ``max_uses`` with fewer tile slots than
 cells), the cap is raised to the smallest that fits, ``ceil(cells / tiles)``, so tiles are reused
-as evenly as the library allows; when the minimum distance cannot be kept (fewer tiles than a
-neighbourhood has cells) a cell takes the least-used tile. No cell is ever left empty.
+as evenly as the library allows; when the minimum distance cannot be kept (too few tiles for a
+neighbourhood) a cell takes the least-used tile under the cap. No cell is ever left empty.
 """
 
 from __future__ import annotations
@@ -137,14 +137,14 @@ class _Placer:
         return left
 
     def place_least_used(self, cells: NDArray[np.intp]) -> None:
-        """Last resort: the least-used tile not nearby (or at all), for cells no rule-abiding tile
-        is left for."""
-        uses = np.asarray(self.uses)
+        """Last resort for cells no rule-abiding tile is left for: the least-used tile, keeping
+        the cap if any tile is under it and the distance rule if any such tile is not nearby."""
         flat = self.grid.reshape(-1)
         for cell in cells.tolist():
-            order = np.argsort(uses, kind="stable")
             nearby = self._nearby(cell)
-            tile = next((t for t in order.tolist() if t not in nearby), int(order[0]))
+            tile = min(
+                range(len(self.uses)),
+                key=lambda t: (self.uses[t] >= self.cap, t in nearby, self.uses[t]),
+            )
             flat[cell] = tile
-            uses[tile] += 1
             self.uses[tile] += 1

@@ -14,12 +14,12 @@ from app.engine.decode import DEFAULT_MAX_PIXELS, ImageSource, load_rgb
 from app.engine.errors import BadParameter, NoUsableTiles
 from app.engine.features import (
     COLOR_SPACES,
-    DEFAULT_WEIGHTS,
     ColorSpace,
     block_means,
     cell_means,
     cover_features,
     tile_features,
+    weights_for,
 )
 from app.engine.index import TileIndex
 from app.engine.matching import Rules, choose_tiles
@@ -49,7 +49,7 @@ class MosaicParams:
     cols: int = 80
     tile_size: int = 32  # output width of one tile in pixels
     color_space: ColorSpace = "lab"
-    cell_grid: int = 1  # each cell described by cell_grid x cell_grid mean colours
+    cell_grid: int = 4  # each cell described by cell_grid x cell_grid mean colours
     aspect: tuple[int, int] = (1, 1)  # cell width : height
     max_uses: int | None = None  # uses allowed per tile; None = no cap
     min_distance: int = 0  # cells within this distance never hold the same tile; 0 = no rule
@@ -156,7 +156,10 @@ def build_index(tiles: TileSet, params: MosaicParams) -> TileIndex:
     if len(tiles) == 0:
         raise NoUsableTiles("no usable tiles: every file was rejected")
     feats = tile_features(
-        tiles.images, color_space=params.color_space, grid=params.cell_grid, weights=DEFAULT_WEIGHTS
+        tiles.images,
+        color_space=params.color_space,
+        grid=params.cell_grid,
+        weights=weights_for(params.color_space),
     )
     return TileIndex(feats)
 
@@ -217,7 +220,12 @@ def make_mosaic(
     if params.max_output_pixels is not None:
         check_output_size(params.cols * tile_w, rows * tile_h, "png", params.max_output_pixels)
     cells = cover_features(
-        image, params.cols, rows, color_space=params.color_space, grid=params.cell_grid, weights=DEFAULT_WEIGHTS
+        image,
+        params.cols,
+        rows,
+        color_space=params.color_space,
+        grid=params.cell_grid,
+        weights=weights_for(params.color_space),
     )
     timings["cover"] = time.perf_counter() - t0
     report("cover", 1, 1)

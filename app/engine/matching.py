@@ -4,8 +4,13 @@ Without rules every cell simply gets its nearest tile. With rules (a cap on uses
 minimum distance between two uses of one tile, or every tile at most once) the index is asked for
 each cell's ``k`` nearest tiles and a greedy pass places cells one by one, the cells that would
 lose most by not getting their first choice first, each taking its nearest candidate that breaks
-no rule. Cells whose ``k`` candidates are all used up are queried again with ``k`` four times
-larger, up to the whole library, so the work stays proportional to ``cells * k``.
+no rule. Cells whose ``k`` candidates are all taken are searched again among the tiles still under
+the cap only (with ``k`` doubled when the distance rule blocks most of them), so the work stays
+proportional to ``cells * k``.
+
+Candidates come from :class:`CandidateSearch`: with sub-cell features (``cell_grid > 1``, 12 to
+192 numbers) a KD-tree is slow, so the search runs on the features' first principal components and
+the candidates it finds are re-ranked by their exact distance.
 
 When the library is too small for the rules (``unique`` or ``max_uses`` with fewer tile slots than
 cells), the cap is raised to the smallest that fits, ``ceil(cells / tiles)``, so tiles are reused
@@ -22,13 +27,22 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from sklearn.neighbors import KDTree
+
 from app.engine.index import TileIndex
 
 log = logging.getLogger(__name__)
 
-#: Candidates first asked for per cell; widened four-fold for the cells that run out.
+#: Candidates first asked for per cell; doubled for the cells that run out.
 FIRST_K = 16
-_WIDEN = 4
+#: Features are searched in this many principal components (when they have more numbers) ...
+PROJECTED_DIMS = 8
+#: ... and this many more candidates than asked for are re-ranked by their exact distance.
+EXTRA_CANDIDATES = 16
+#: Candidate lists longer than this are ordered by their projected distance only.
+EXACT_UP_TO = 32
+_STALLED = 0.5  # a round that places less than half its cells doubles k
+_BATCH = 4096  # cells per search step: bounds the (cells, candidates, d) temporary
 
 
 @dataclass(frozen=True)
@@ -54,9 +68,63 @@ class Rules:
         return max(wanted, math.ceil(n_cells / n_tiles))
 
 
+class CandidateSearch:
+    """The ``k`` nearest of some tiles by exact Euclidean distance, for many cells at once.
+
+    ``features`` ``(n_tiles, d)``; ``among`` limits the search to those tile indices. When ``d``
+    exceeds :data:`PROJECTED_DIMS` a KD-tree over the principal components proposes
+    ``k + EXTRA_CANDIDATES`` tiles and the exact distance picks the ``k`` (for ``k`` up to
+    :data:`EXACT_UP_TO`; longer lists, asked for cells that lost their first choices to rules, come
+    in projected order).
+    """
+
+    def __init__(self, features: NDArray[np.floating], among: NDArray[np.intp] | None = None) -> None:
+        self.features = np.asarray(features, dtype=np.float64)
+        self.ids = np.arange(len(self.features)) if among is None else np.asarray(among, dtype=np.intp)
+        chosen = self.features[self.ids]
+        self.mean = chosen.mean(axis=0)
+        self.basis: NDArray[np.float64] | None = None
+        if chosen.shape[1] > PROJECTED_DIMS and len(chosen) > PROJECTED_DIMS:
+            _, _, vt = np.linalg.svd(chosen - self.mean, full_matrices=False)
+            self.basis = vt[:PROJECTED_DIMS].T
+        self.tree = KDTree(self._project(chosen), leaf_size=32)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _project(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        return x if self.basis is None else (x - self.mean) @ self.basis
+
+    def query(self, cells: NDArray[np.floating], k: int) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
+        """``(distances, tile indices)``, both ``(n_cells, k)``, nearest first; ``k`` is capped at
+        the number of tiles searched."""
+        cells = np.asarray(cells, dtype=np.float64)
+        k = max(1, min(k, len(self)))
+        dist = np.empty((len(cells), k))
+        idx = np.empty((len(cells), k), dtype=np.intp)
+        for start in range(0, len(cells), _BATCH):
+            part = slice(start, start + _BATCH)
+            dist[part], idx[part] = self._query_batch(cells[part], k)
+        return dist, idx
+
+    def _query_batch(self, cells: NDArray[np.float64], k: int) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
+        if self.basis is None:
+            dist, local = self.tree.query(cells, k=k)
+            return dist, self.ids[local]
+        if k > EXACT_UP_TO:  # a wide net for left-over cells: the projected order is close enough
+            dist, local = self.tree.query(self._project(cells), k=k)
+            return dist, self.ids[local]
+        pool = min(k + EXTRA_CANDIDATES, len(self))
+        _, local = self.tree.query(self._project(cells), k=pool)
+        candidates = self.ids[local]  # (n, pool)
+        exact = np.linalg.norm(self.features[candidates] - cells[:, None, :], axis=2)
+        best = np.argsort(exact, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(exact, best, axis=1), np.take_along_axis(candidates, best, axis=1)
+
+
 def nearest_tiles(index: TileIndex, cells: NDArray[np.floating], rows: int, cols: int) -> NDArray[np.intp]:
     """Each cell's single nearest tile, as a ``(rows, cols)`` grid of tile indices."""
-    _, idx = index.query(cells, k=1)
+    _, idx = CandidateSearch(index.features).query(cells, k=1)
     return idx[:, 0].reshape(rows, cols)
 
 
@@ -78,21 +146,22 @@ def choose_tiles(
     if cap is not None and cap > (1 if rules.unique else (rules.max_uses or 0)):
         log.info("library of %d tiles too small for the cap on %d cells: %d uses each", n_tiles, n_cells, cap)
     placer = _Placer(rows, cols, n_tiles, cap=cap, radius=rules.min_distance)
-    k = min(first_k, n_tiles)
-    dist, cand = index.query(cells, k)
+    features = index.features
+    k = first_k
+    dist, candidates = CandidateSearch(features).query(cells, k)
     pending = _priority_order(dist)
-    while len(pending):
-        left = placer.place(pending, cand[pending])
-        if not left:
-            break
+    left = placer.place(pending, candidates[pending])
+    while left:
         pending = np.array(left, dtype=np.intp)
-        if k >= n_tiles:  # no rule-abiding tile anywhere: the least-used one
-            placer.place_least_used(pending)
+        free = placer.under_cap()
+        k = min(k, len(free))
+        _, candidates = CandidateSearch(features, free).query(cells[pending], k)
+        left = placer.place(pending, candidates)
+        if len(left) == len(pending) and k >= len(free):  # no rule-abiding tile anywhere
+            placer.place_least_used(np.array(left, dtype=np.intp))
             break
-        k = min(k * _WIDEN, n_tiles)
-        _, wider = index.query(cells[pending], k)
-        cand = np.zeros((n_cells, k), dtype=np.intp)
-        cand[pending] = wider
+        if len(left) > _STALLED * len(pending):  # mostly blocked by the distance rule: look further
+            k *= 2
     return placer.grid
 
 
@@ -112,6 +181,10 @@ class _Placer:
         self.uses = [0] * n_tiles
         self.cap = cap if cap is not None else n_tiles * rows * cols + 1
         self.radius = radius
+
+    def under_cap(self) -> NDArray[np.intp]:
+        """The tiles that may still be placed."""
+        return np.flatnonzero(np.asarray(self.uses) < self.cap)
 
     def _nearby(self, cell: int) -> set[int]:
         """Tiles already placed within ``radius`` of ``cell``."""

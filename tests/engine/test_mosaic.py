@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from app.engine import BadParameter, MosaicParams, NoUsableTiles, TileIndex, TileSet, make_mosaic
-from app.engine.features import block_means, convert_colors, tile_features
+from app.engine.features import block_means, convert_colors, tile_features, weighted, weights_for
 from app.engine.render import stitch
 from tests.conftest import cell_error, read_image
 
@@ -74,8 +74,10 @@ def test_each_cell_gets_the_nearest_solid_tile(
     cover = Image.fromarray(np.array([cells], dtype=np.uint8))  # one row, one pixel per cell
     result = make_mosaic(cover, tiles, MosaicParams(cols=len(cells), tile_size=4, color_space=space))  # type: ignore[arg-type]
     assert result.grid.shape == (1, len(cells))
-    tile_feats = convert_colors(np.array(colors, dtype=np.float64), space)  # type: ignore[arg-type]
-    cell_feats = convert_colors(np.array(cells, dtype=np.float64), space)  # type: ignore[arg-type]
+    # Nearest in the engine's feature space (Lab with CIEDE2000-like chroma compression, Oklab, RGB).
+    weights = weights_for(space)  # type: ignore[arg-type]
+    tile_feats = weighted(convert_colors(np.array(colors, dtype=np.float64), space)[:, None, None], weights)  # type: ignore[arg-type]
+    cell_feats = weighted(convert_colors(np.array(cells, dtype=np.float64), space)[:, None, None], weights)  # type: ignore[arg-type]
     dist = np.linalg.norm(cell_feats[:, None] - tile_feats[None], axis=2)
     chosen = dist[np.arange(len(cells)), result.grid[0]]
     assert np.allclose(chosen, dist.min(axis=1), atol=1e-3)

@@ -46,16 +46,17 @@ COVERS = [
 #: name -> MosaicParams fields besides cols and tile_size.
 SETTINGS: dict[str, dict[str, Any]] = {
     "default": {},
-    "notint": {"tint": 0},
+    "tint0": {"tint": 0},
     "grid1": {"cell_grid": 1, "tint": 0},
     "grid1-rgb": {"cell_grid": 1, "color_space": "rgb", "tint": 0},
     "grid2": {"cell_grid": 2, "tint": 0},
-    "grid3": {"cell_grid": 3, "tint": 0},
-    "grid4": {"cell_grid": 4, "tint": 0},
     "oklab": {"color_space": "oklab", "tint": 0},
+    "rgb": {"color_space": "rgb", "tint": 0},
+    "tint5": {"tint": 5},
     "tint10": {"tint": 10},
     "tint20": {"tint": 20},
     "maxuses4": {"max_uses": 4, "tint": 0},
+    "maxuses16": {"max_uses": 16, "tint": 0},
     "mindist2": {"min_distance": 2, "tint": 0},
     "unique": {"unique": True, "tint": 0},
 }

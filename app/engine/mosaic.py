@@ -54,7 +54,7 @@ class MosaicParams:
     max_uses: int | None = None  # uses allowed per tile; None = no cap
     min_distance: int = 0  # cells within this distance never hold the same tile; 0 = no rule
     unique: bool = False  # each tile at most once (when the library has as many tiles as cells)
-    tint: float = 0.0  # % of the way each placed tile's mean colour is shifted to its cell's
+    tint: float = 10.0  # % of the way each placed tile's mean colour is shifted to its cell's
     max_output_pixels: int | None = 400_000_000
 
     def validate(self) -> MosaicParams:

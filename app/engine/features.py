@@ -159,12 +159,13 @@ def tile_features(
     *,
     color_space: ColorSpace = "lab",
     grid: int = 1,
-    weights: FeatureWeights = PLAIN_WEIGHTS,
+    weights: FeatureWeights | None = None,
 ) -> NDArray[np.float32]:
-    """Feature vectors ``(n, grid * grid * 3)`` of tiles ``(n, h, w, 3)``."""
+    """Feature vectors ``(n, grid * grid * 3)`` of tiles ``(n, h, w, 3)``; ``weights`` defaults to
+    the engine's (:func:`weights_for`), so tiles and cells always agree."""
     _check_grid(grid)
     means = block_means(images, grid)
-    return weighted(convert_colors(means, color_space), weights)
+    return weighted(convert_colors(means, color_space), weights or weights_for(color_space))
 
 
 def cover_features(
@@ -174,7 +175,7 @@ def cover_features(
     *,
     color_space: ColorSpace = "lab",
     grid: int = 1,
-    weights: FeatureWeights = PLAIN_WEIGHTS,
+    weights: FeatureWeights | None = None,
 ) -> NDArray[np.float32]:
     """Feature vectors ``(rows * cols, grid * grid * 3)`` of the cover's cells, row by row.
 
@@ -188,7 +189,7 @@ def cover_features(
     )
     blocks = small.reshape(rows, grid, cols, grid, 3).transpose(0, 2, 1, 3, 4)
     lab = convert_colors(blocks, color_space).reshape(rows * cols, grid, grid, 3)
-    return weighted(lab, weights)
+    return weighted(lab, weights or weights_for(color_space))
 
 
 def cell_means(cover: Image.Image, cols: int, rows: int) -> NDArray[np.float64]:

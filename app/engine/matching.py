@@ -89,13 +89,16 @@ class CandidateSearch:
     def __init__(self, features: NDArray[np.floating], among: NDArray[np.intp] | None = None) -> None:
         self.features = np.asarray(features, dtype=np.float64)
         self.ids = np.arange(len(self.features)) if among is None else np.asarray(among, dtype=np.intp)
-        chosen = self.features[self.ids]
-        self.mean = chosen.mean(axis=0)
-        self.basis: NDArray[np.float64] | None = None
-        if chosen.shape[1] > PROJECTED_DIMS and len(chosen) > PROJECTED_DIMS:
-            _, _, vt = np.linalg.svd(chosen - self.mean, full_matrices=False)
-            self.basis = vt[:PROJECTED_DIMS].T
-        self.tree = KDTree(self._project(chosen), leaf_size=32)
+        self.mean, self.basis = _principal_axes(self.features)
+        self.tree = KDTree(self._project(self.features[self.ids]), leaf_size=32)
+
+    def among(self, ids: NDArray[np.intp]) -> CandidateSearch:
+        """The same search limited to the tiles ``ids`` (sharing this one's projection)."""
+        narrower = object.__new__(CandidateSearch)
+        narrower.features, narrower.ids = self.features, np.asarray(ids, dtype=np.intp)
+        narrower.mean, narrower.basis = self.mean, self.basis
+        narrower.tree = KDTree(self._project(self.features[narrower.ids]), leaf_size=32)
+        return narrower
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -132,6 +135,17 @@ class CandidateSearch:
         return np.take_along_axis(exact, best, axis=1), np.take_along_axis(candidates, best, axis=1)
 
 
+def _principal_axes(features: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
+    """Mean ``(d,)`` and the first :data:`PROJECTED_DIMS` principal axes ``(d, p)`` of
+    ``features`` (from the small ``d x d`` covariance matrix), or ``None`` when ``d`` is small."""
+    mean = features.mean(axis=0)
+    if features.shape[1] <= PROJECTED_DIMS or len(features) <= PROJECTED_DIMS:
+        return mean, None
+    centred = features - mean
+    _, vectors = np.linalg.eigh(centred.T @ centred)  # eigenvalues ascending
+    return mean, vectors[:, ::-1][:, :PROJECTED_DIMS].copy()
+
+
 def nearest_tiles(index: TileIndex, cells: NDArray[np.floating], rows: int, cols: int) -> NDArray[np.intp]:
     """Each cell's single nearest tile, as a ``(rows, cols)`` grid of tile indices."""
     _, idx = CandidateSearch(index.features).query(cells, k=1)
@@ -164,14 +178,15 @@ def choose_tiles(
     placer = _Placer(rows, cols, n_tiles, cap=cap, radius=rules.min_distance)
     features = index.features
     k = first_k
-    dist, candidates = CandidateSearch(features).query(cells, k)
+    search = CandidateSearch(features)
+    dist, candidates = search.query(cells, k)
     pending = _priority_order(dist)
     left = placer.place(pending, candidates[pending])
     while left:
         pending = np.array(left, dtype=np.intp)
         free = placer.under_cap()
         k = min(k, len(free))
-        _, candidates = CandidateSearch(features, free).query(cells[pending], k)
+        _, candidates = search.among(free).query(cells[pending], k)
         left = placer.place(pending, candidates)
         if len(left) == len(pending) and k >= len(free):  # no rule-abiding tile anywhere
             placer.place_least_used(np.array(left, dtype=np.intp))

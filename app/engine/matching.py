@@ -89,6 +89,7 @@ class CandidateSearch:
     def __init__(self, features: NDArray[np.floating], among: NDArray[np.intp] | None = None) -> None:
         self.features = np.asarray(features, dtype=np.float64)
         self.ids = np.arange(len(self.features)) if among is None else np.asarray(among, dtype=np.intp)
+        self.squares = (self.features**2).sum(axis=1)  # (n_tiles,) for exact distances
         self.mean, self.basis = _principal_axes(self.features)
         self.tree = KDTree(self._project(self.features[self.ids]), leaf_size=32)
 
@@ -96,6 +97,7 @@ class CandidateSearch:
         """The same search limited to the tiles ``ids`` (sharing this one's projection)."""
         narrower = object.__new__(CandidateSearch)
         narrower.features, narrower.ids = self.features, np.asarray(ids, dtype=np.intp)
+        narrower.squares = self.squares
         narrower.mean, narrower.basis = self.mean, self.basis
         narrower.tree = KDTree(self._project(self.features[narrower.ids]), leaf_size=32)
         return narrower
@@ -130,7 +132,10 @@ class CandidateSearch:
         pool = min(k + EXTRA_CANDIDATES, len(self))
         _, local = self.tree.query(self._project(cells), k=pool)
         candidates = self.ids[local]  # (n, pool)
-        exact = np.linalg.norm(self.features[candidates] - cells[:, None, :], axis=2)
+        # |c - t|² = |c|² + |t|² - 2 c·t, without a (cells, candidates, d) difference array
+        dots = np.einsum("nd,nkd->nk", cells, self.features[candidates])
+        squared = (cells**2).sum(axis=1)[:, None] + self.squares[candidates] - 2.0 * dots
+        exact = np.sqrt(np.maximum(squared, 0.0))
         best = np.argsort(exact, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(exact, best, axis=1), np.take_along_axis(candidates, best, axis=1)
 

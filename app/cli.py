@@ -267,14 +267,16 @@ def _zoom_outputs(
     if args.dzi:
         t = time.perf_counter()
         folder = Path(args.dzi)
-        layout = write_pyramid(GridSource.from_tiles(tiles, result.grid, cell_size), folder, workers=2)
+        source = GridSource.from_tiles(tiles, result.grid, cell_size, result.cell_offsets)
+        layout = write_pyramid(source, folder, workers=2)
         if not args.quiet:
             print(f"wrote {folder / 'mosaic.dzi'} ({layout.levels} levels, {layout.tile_total()} tiles) "
                   f"in {time.perf_counter() - t:.2f} s")  # fmt: skip
     if spec is not None:
         t = time.perf_counter()
         path = Path(args.animate)
-        scene = scene_of(tiles, result.grid, cell_size, sources={name: name for name in tiles.names})
+        sources = {name: name for name in tiles.names}
+        scene = scene_of(tiles, result.grid, cell_size, offsets=result.cell_offsets, sources=sources)
         bar = _ProgressBar("frames", enabled=not args.quiet and sys.stderr.isatty())
         tmp = path.with_name(f".{path.stem}.part{path.suffix}")
         try:

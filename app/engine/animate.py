@@ -120,6 +120,8 @@ class MosaicScene:
         (width, height) of one cell in the full-size mosaic: the coordinate system of views.
     detail
         Optional: decodes tile ``i`` larger than ``images`` holds it, for views closer than that.
+    offsets
+        Optional ``int16`` ``(rows, cols, 3)``: the colour shift the render added to each cell.
     """
 
     def __init__(
@@ -129,11 +131,15 @@ class MosaicScene:
         cell_size: tuple[int, int],
         *,
         detail: Detail | None = None,
+        offsets: NDArray[np.int16] | None = None,
         background: tuple[int, int, int] = BACKGROUND,
     ) -> None:
         if images.ndim != 4 or images.shape[3] != 3 or grid.ndim != 2:
             raise ValueError(f"images must be (n, h, w, 3), grid (rows, cols): {images.shape}, {grid.shape}")
+        if offsets is not None and offsets.shape != (*grid.shape, 3):
+            raise ValueError(f"offsets must be (rows, cols, 3) = {(*grid.shape, 3)}, got {offsets.shape}")
         self.grid = grid
+        self.offsets = offsets
         self.cell_size = cell_size
         self.background = np.array(background, dtype=np.uint8)
         self.detail = detail
@@ -204,7 +210,8 @@ class MosaicScene:
             return np.broadcast_to(self.background, (size[1], size[0], 3)).copy()
         ids, local = np.unique(sub, return_inverse=True)
         images, is_local = self.cells_for(need, ids)
-        block = stitch(images, local.reshape(sub.shape) if is_local else sub)
+        offsets = None if self.offsets is None else self.offsets[r0:r1, c0:c1].astype(np.float32)
+        block = stitch(images, local.reshape(sub.shape) if is_local else sub, cell_offsets=offsets)
         mh, mw = images.shape[1:3]
         return _resample(block, (c0 * mw, r0 * mh), (mw / tw, mh / th), view, size, self.background)
 
@@ -227,7 +234,12 @@ class MosaicScene:
         inside = (px > -mw) & (px < width) & (py > -mh) & (py < height)
         ys = (py[inside] + mh)[:, None, None] + np.arange(mh)[None, :, None]
         xs = (px[inside] + mw)[:, None, None] + np.arange(mw)[None, None, :]
-        canvas[ys, xs] = images[self.grid.ravel()[order[inside]]]  # later writes win: the order
+        drawn = order[inside]
+        sprites = images[self.grid.ravel()[drawn]]
+        if self.offsets is not None:
+            shifts = self.offsets.reshape(-1, 3)[drawn][:, None, None, :]
+            sprites = np.clip(sprites + shifts, 0, 255).astype(np.uint8)
+        canvas[ys, xs] = sprites  # later writes win: the order
         box = view[0] * sx - ox + mw, view[1] * sy - oy + mh, view[2] * sx - ox + mw, view[3] * sy - oy + mh
         return _resize(canvas, box, size)
 
@@ -237,11 +249,13 @@ def scene_of(
     grid: NDArray[np.integer],
     cell_size: tuple[int, int],
     *,
+    offsets: NDArray[np.int16] | None = None,
     sources: Mapping[str, ImageSource] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> MosaicScene:
-    """The scene of a mosaic made of ``tiles`` placed as ``grid`` ``(rows, cols)``. With
-    ``sources`` (tile name -> its file), close views decode the tiles' photos in more detail."""
+    """The scene of a mosaic made of ``tiles`` placed as ``grid`` ``(rows, cols)``, each cell shifted
+    by the render's ``offsets`` (``MosaicResult.cell_offsets``). With ``sources`` (tile name -> its
+    file), close views decode the tiles' photos in more detail."""
     used, local = np.unique(grid, return_inverse=True)
     detail = None
     if sources is not None:

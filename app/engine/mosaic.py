@@ -112,6 +112,9 @@ class MosaicResult:
         ``uint8`` ``(rows * tile_h, cols * tile_w, 3)``.
     grid
         ``(rows, cols)`` index into ``tile_names`` of the tile placed in each cell.
+    cell_offsets
+        ``int16`` ``(rows, cols, 3)``: the colour shift (``tint``) added to each cell's tile, or
+        None. With ``grid`` and the tiles it redraws the mosaic exactly (zoom pyramids, animations).
     """
 
     image: NDArray[np.uint8]
@@ -122,6 +125,7 @@ class MosaicResult:
     #: Figures from :func:`app.engine.quality.quality_report`: cell_de, distinct_tiles, max_uses,
     #: adjacent_same.
     quality: dict[str, float | int] = field(default_factory=dict)
+    cell_offsets: NDArray[np.int16] | None = None
 
     @property
     def rows(self) -> int:
@@ -254,7 +258,8 @@ def make_mosaic(
     report("render", rows, rows)
     quality = quality_report(cover_means, placed_means, local, offsets)
     timings["total"] = time.perf_counter() - t0
-    return MosaicResult(mosaic, grid, list(tiles.names), params, timings, quality)
+    shifts = None if offsets is None else np.rint(offsets).astype(np.int16)  # as stitch applies them
+    return MosaicResult(mosaic, grid, list(tiles.names), params, timings, quality, shifts)
 
 
 def tint_offsets(

@@ -142,20 +142,33 @@ class RegionSource(Protocol):
 
 class GridSource:
     """A mosaic drawn from its cells: ``cells`` ``(n, th, tw, 3)`` placed as ``grid`` ``(rows, cols)``
-    (indexes into ``cells``) says. Any region is the stitch of the cells it touches, cropped."""
+    (indexes into ``cells``) says, each shifted by its ``offsets`` ``(rows, cols, 3)`` colour if
+    given. Any region is the stitch of the cells it touches, cropped."""
 
-    def __init__(self, cells: NDArray[np.uint8], grid: NDArray[np.intp]) -> None:
+    def __init__(
+        self, cells: NDArray[np.uint8], grid: NDArray[np.intp], offsets: NDArray[np.int16] | None = None
+    ) -> None:
         if cells.ndim != 4 or cells.shape[3] != 3 or grid.ndim != 2:
             raise ValueError(f"cells must be (n, h, w, 3) and grid (rows, cols): {cells.shape}, {grid.shape}")
+        if offsets is not None and offsets.shape != (*grid.shape, 3):
+            raise ValueError(f"offsets must be (rows, cols, 3) = {(*grid.shape, 3)}, got {offsets.shape}")
         self.cells = cells
         self.grid = grid
+        self.offsets = offsets
         self.cell_size = int(cells.shape[2]), int(cells.shape[1])
 
     @classmethod
-    def from_tiles(cls, tiles: TileSet, grid: NDArray[np.integer], cell_size: tuple[int, int]) -> GridSource:
-        """The cells exactly as the render made them: the used tiles resized to ``cell_size`` (w, h)."""
+    def from_tiles(
+        cls,
+        tiles: TileSet,
+        grid: NDArray[np.integer],
+        cell_size: tuple[int, int],
+        offsets: NDArray[np.int16] | None = None,
+    ) -> GridSource:
+        """The cells exactly as the render made them: the used tiles resized to ``cell_size`` (w, h)
+        and shifted by the render's per-cell ``offsets`` (``MosaicResult.cell_offsets``)."""
         used, local = np.unique(grid, return_inverse=True)
-        return cls(tiles.resized(cell_size, used), local.reshape(grid.shape).astype(np.intp))
+        return cls(tiles.resized(cell_size, used), local.reshape(grid.shape).astype(np.intp), offsets)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -166,7 +179,9 @@ class GridSource:
         x0, y0, x1, y1 = box
         tw, th = self.cell_size
         c0, r0 = x0 // tw, y0 // th
-        block = stitch(self.cells, self.grid[r0 : -(-y1 // th), c0 : -(-x1 // tw)])
+        rows, cols = slice(r0, -(-y1 // th)), slice(c0, -(-x1 // tw))
+        offsets = None if self.offsets is None else self.offsets[rows, cols].astype(np.float32)
+        block = stitch(self.cells, self.grid[rows, cols], cell_offsets=offsets)
         return block[y0 - r0 * th : y1 - r0 * th, x0 - c0 * tw : x1 - c0 * tw]
 
 

@@ -187,6 +187,12 @@ class Jobs:
             with open(folder / "grid.npy.part", "wb") as fh:
                 np.save(fh, result.grid.astype(np.int32))
             (folder / "grid.npy.part").replace(folder / "grid.npy")
+            offsets = folder / "offsets.npy"  # the tint of each cell, when there is one
+            offsets.unlink(missing_ok=True)
+            if result.cell_offsets is not None:
+                with open(folder / "offsets.npy.part", "wb") as fh:
+                    np.save(fh, result.cell_offsets)
+                (folder / "offsets.npy.part").replace(offsets)
         except ImageRejected as exc:
             self._fail(mosaic_id, f"cover {exc.name}: {exc.reason}")
             return

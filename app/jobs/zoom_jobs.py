@@ -12,7 +12,7 @@ import logging
 import secrets
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -116,8 +116,8 @@ class ZoomJobs:
         final = self.pyramid_dir(mosaic)
         partial = final.with_name(final.name + ".building")  # a folder; resumed builds start it anew
         try:
-            params, tiles, grid = self._mosaic_cells(mosaic)
-            source = GridSource.from_tiles(tiles, grid, params.tile_shape)
+            made = self._mosaic_cells(mosaic)
+            source = GridSource.from_tiles(made.tiles, made.grid, made.params.tile_shape, made.offsets)
             shutil.rmtree(partial, ignore_errors=True)
             layout = write_pyramid(
                 source, partial, name=PYRAMID_NAME, fmt="png" if mosaic.format == "png" else "jpg",
@@ -177,20 +177,32 @@ class ZoomJobs:
 
     # helpers ----------------------------------------------------------------------------------
 
-    def _mosaic_cells(self, mosaic: MosaicRecord) -> tuple[MosaicParams, TileSet, NDArray[np.intp]]:
-        """The parameters, tile library and placement grid ``(rows, cols)`` a mosaic was made of."""
+    def _mosaic_cells(self, mosaic: MosaicRecord) -> MosaicCells:
+        """What a mosaic was made of: its parameters, tile library, placement grid ``(rows, cols)``
+        and the colour shift of each cell ``(rows, cols, 3)`` (None if it had none)."""
         params = mosaic_params(mosaic.params)
         tiles = self.libraries.tiles_for(mosaic.session_id, params)
         folder = self.storage.mosaic_dir(mosaic.session_id, mosaic.id)
         grid = np.load(folder / "grid.npy").astype(np.intp)
-        return params, tiles, grid
+        offsets_file = folder / "offsets.npy"
+        offsets = np.load(offsets_file).astype(np.int16) if offsets_file.exists() else None
+        return MosaicCells(params, tiles, grid, offsets)
 
     def _scene(self, mosaic: MosaicRecord) -> MosaicScene:
-        params, tiles, grid = self._mosaic_cells(mosaic)
+        made = self._mosaic_cells(mosaic)
         sources = dict(self.libraries.sources(mosaic.session_id))
         return scene_of(
-            tiles, grid, params.tile_shape, sources=sources, max_pixels=self.settings.max_image_pixels
-        )
+            made.tiles, made.grid, made.params.tile_shape, offsets=made.offsets, sources=sources,
+            max_pixels=self.settings.max_image_pixels,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MosaicCells:
+    params: MosaicParams
+    tiles: TileSet
+    grid: NDArray[np.intp]
+    offsets: NDArray[np.int16] | None
 
 
 def _reason(exc: Exception) -> str:

@@ -38,7 +38,7 @@ def test_zoom_path_is_exponential_from_the_whole_mosaic_to_the_cell() -> None:
 
 def test_first_frame_is_the_mosaic_and_last_the_cell(made: tuple) -> None:
     tiles, result = made
-    scene = scene_of(tiles, result.grid, (16, 16))
+    scene = scene_of(tiles, result.grid, (16, 16), offsets=result.cell_offsets)
     spec = AnimationSpec(kind="zoom", fmt="mp4", seconds=1, width=240, height=240, fps=12, col=5, row=20)
     frames = list(render_frames(scene, spec))
     assert len(frames) == spec.frames == 12 and frames[0].shape == (240, 240, 3)
@@ -54,7 +54,7 @@ def test_first_frame_is_the_mosaic_and_last_the_cell(made: tuple) -> None:
 def test_close_views_decode_the_tile_photo_in_detail(made: tuple, photo_tiles: list[Path]) -> None:
     tiles, result = made
     sources = {name: name for name in tiles.names}
-    scene = scene_of(tiles, result.grid, (16, 16), sources=sources)
+    scene = scene_of(tiles, result.grid, (16, 16), offsets=result.cell_offsets, sources=sources)
     frame = scene.draw((80.0, 320.0, 96.0, 336.0), (512, 512))  # cell (5, 20) alone, 512 px
     name = tiles.names[result.grid[20, 5]]
     with Image.open(name) as photo:
@@ -67,7 +67,7 @@ def test_close_views_decode_the_tile_photo_in_detail(made: tuple, photo_tiles: l
 
 def test_assemble_ends_as_the_mosaic_and_disperse_starts_as_it(made: tuple) -> None:
     tiles, result = made
-    scene = scene_of(tiles, result.grid, (16, 16))
+    scene = scene_of(tiles, result.grid, (16, 16), offsets=result.cell_offsets)
     whole = np.asarray(Image.fromarray(result.image).resize((120, 120)), dtype=float)
     spec = AnimationSpec(kind="assemble", fmt="gif", seconds=1, width=120, height=120, fps=10)
     assembled = list(render_frames(scene, spec))

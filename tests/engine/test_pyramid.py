@@ -66,7 +66,8 @@ def test_shrink2_means_blocks_and_repeats_an_odd_edge() -> None:
 
 def test_grid_pyramid_equals_the_bitmap_pyramid_and_the_render(mosaic: tuple, tmp_path: Path) -> None:
     tiles, result = mosaic
-    source = GridSource.from_tiles(tiles, result.grid, result.params.tile_shape)
+    source = GridSource.from_tiles(tiles, result.grid, result.params.tile_shape, result.cell_offsets)
+    assert result.cell_offsets is not None  # the default tint shifts every cell a little
     assert source.size == (result.image.shape[1], result.image.shape[0]) == (900, 600)
     # A small budget, so that the large levels are drawn region by region from the grid.
     grid_layout = write_pyramid(source, tmp_path / "grid", fmt="png", budget_pixels=50_000, workers=2)
@@ -87,10 +88,8 @@ def test_grid_pyramid_equals_the_bitmap_pyramid_and_the_render(mosaic: tuple, tm
 def test_jpeg_tiles_and_progress(mosaic: tuple, tmp_path: Path) -> None:
     tiles, result = mosaic
     seen: list[tuple[int, int]] = []
-    layout = write_pyramid(
-        GridSource.from_tiles(tiles, result.grid, result.params.tile_shape), tmp_path, name="m", progress=
-        lambda done, total: seen.append((done, total)),
-    )  # fmt: skip
+    source = GridSource.from_tiles(tiles, result.grid, result.params.tile_shape, result.cell_offsets)
+    layout = write_pyramid(source, tmp_path, name="m", progress=lambda done, total: seen.append((done, total)))
     assert (tmp_path / "m.dzi").read_text() == layout.descriptor()
     assert seen[-1] == (layout.tile_total(), layout.tile_total())
     with Image.open(tmp_path / "m_files" / "10" / "1_1.jpg") as tile:

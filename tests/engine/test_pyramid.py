@@ -89,7 +89,7 @@ def test_jpeg_tiles_and_progress(mosaic: tuple, tmp_path: Path) -> None:
     tiles, result = mosaic
     seen: list[tuple[int, int]] = []
     source = GridSource.from_tiles(tiles, result.grid, result.params.tile_shape, result.cell_offsets)
-    layout = write_pyramid(source, tmp_path, name="m", progress=lambda done, total: seen.append((done, total)))
+    layout = write_pyramid(source, tmp_path, name="m", progress=lambda d, t: seen.append((d, t)))
     assert (tmp_path / "m.dzi").read_text() == layout.descriptor()
     assert seen[-1] == (layout.tile_total(), layout.tile_total())
     with Image.open(tmp_path / "m_files" / "10" / "1_1.jpg") as tile:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.neighbors import KDTree
 
 _QUERY_BATCH = 8192  # cells per query call: bounds the temporary arrays for huge grids
 
@@ -24,6 +23,10 @@ class TileIndex:
         if features.ndim != 2 or len(features) == 0:
             raise ValueError(f"features must be a non-empty (n, d) array, got shape {features.shape}")
         self.features = features
+        # Imported here: scikit-learn takes most of a second to import, which a cold
+        # ``tessera make`` should spend decoding tiles instead.
+        from sklearn.neighbors import KDTree
+
         self._tree = KDTree(features, leaf_size=32)
 
     def __len__(self) -> int:

@@ -68,9 +68,13 @@ def test_bad_input_exits_non_zero_with_a_message(
 ) -> None:
     resolved = [str(corpus / a) if "/" in a and not a.startswith("no/") else a for a in args]
     run = subprocess.run(
-        [sys.executable, "-m", "app", "make", *resolved], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        [sys.executable, "-m", "app", "make", *resolved],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
+    )
     assert run.returncode == code, run.stderr
     assert message in run.stderr
     assert "Traceback" not in run.stderr

@@ -128,12 +128,15 @@ def decode_with(
             fp.close()
 
 
-def upright_size(source: ImageSource, *, name: str | None = None) -> tuple[int, int]:
-    """The (width, height) an image will have once its EXIF orientation is applied."""
+def upright_size(
+    source: ImageSource, *, name: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[int, int]:
+    """Check an image's header (format, pixel count) without decoding it; return the
+    (width, height) it has once its EXIF orientation is applied."""
     label = name if name is not None else _label(source)
     fp = _as_file(source, label)
     try:
-        with _open(fp, label, max_pixels=None) as im:
+        with _open(fp, label, max_pixels) as im:
             return swap_if_turned(im.size, _ORIENTATION_TRANSPOSE.get(_orientation(im, label)))
     finally:
         if fp is not source:

@@ -117,26 +117,42 @@ def build_index(tiles: TileSet, params: MosaicParams) -> TileIndex:
     return TileIndex(tile_features(tiles.images, color_space=params.color_space, grid=params.cell_grid))
 
 
+@dataclass(frozen=True)
+class Cover:
+    """A decoded cover, with the upright size of the original file (which sets the rows; the
+    decoded picture may be smaller, and rounding its size would shift the aspect)."""
+
+    image: Image.Image
+    width: int
+    height: int
+
+
 def load_cover(
-    source: ImageSource | Image.Image,
+    source: ImageSource | Image.Image | Cover,
     params: MosaicParams,
     *,
     name: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> Image.Image:
+) -> Cover:
     """Decode the cover at no more than the resolution matching needs."""
+    if isinstance(source, Cover):
+        return source
     if isinstance(source, Image.Image):
-        return source.convert("RGB")
+        return Cover(source.convert("RGB"), source.width, source.height)
     block = params.cell_grid * _COVER_OVERSAMPLING
+    upright: list[tuple[int, int]] = []
 
     def need(width: int, height: int) -> tuple[int, int]:
+        upright.append((width, height))
         return params.cols * block, params.rows_for(width, height) * block
 
-    return load_rgb(source, name=name, need=need, max_pixels=max_pixels)
+    image = load_rgb(source, name=name, need=need, max_pixels=max_pixels)
+    width, height = upright[0] if upright else image.size
+    return Cover(image, width, height)
 
 
 def make_mosaic(
-    cover: ImageSource | Image.Image,
+    cover: ImageSource | Image.Image | Cover,
     tiles: TileSet,
     params: MosaicParams | None = None,
     *,
@@ -167,8 +183,9 @@ def make_mosaic(
         raise NoUsableTiles("no usable tiles: every file was rejected")
 
     report("cover", 0, 1)
-    image = load_cover(cover, params, name=cover_name, max_pixels=max_pixels)
-    rows = params.rows_for(image.width, image.height)
+    decoded = load_cover(cover, params, name=cover_name, max_pixels=max_pixels)
+    image = decoded.image
+    rows = params.rows_for(decoded.width, decoded.height)
     tile_w, tile_h = params.tile_shape
     if params.max_output_pixels is not None:
         check_output_size(params.cols * tile_w, rows * tile_h, "png", params.max_output_pixels)

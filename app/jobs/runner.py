@@ -1,0 +1,230 @@
+"""Run index builds and renders on a small, bounded pool of worker threads.
+
+Decoding, resizing, numpy and the KD-tree release the GIL, so threads use the cores while the
+event loop stays free to answer status polls. Every job's state lives in SQLite: after a restart,
+interrupted jobs are resumed from the files on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from app.engine import (
+    BadParameter,
+    EngineError,
+    ImageRejected,
+    MosaicParams,
+    encode,
+    make_mosaic,
+)
+from app.engine.render import FILE_EXTENSIONS
+from app.jobs.library import Libraries
+from app.jobs.records import Records
+from app.settings import Settings
+from app.storage import Storage
+
+log = logging.getLogger(__name__)
+_PROGRESS_INTERVAL = 0.25  # seconds between progress writes to SQLite
+
+
+class Jobs:
+    """Submits and runs the background jobs of every session."""
+
+    def __init__(self, settings: Settings, storage: Storage, records: Records, libraries: Libraries) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.records = records
+        self.libraries = libraries
+        self._pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="tessera-job")
+        self._running: set[Future[None]] = set()
+        self._renders: set[str] = set()  # mosaic ids submitted and not finished
+        self._guard = threading.Lock()
+
+    def shutdown(self, *, wait: bool = True) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+
+    def submit_index(self, session_id: str) -> None:
+        self._submit(self.build_index, session_id)
+
+    def submit_render(self, mosaic_id: str) -> None:
+        with self._guard:
+            if mosaic_id in self._renders:
+                return
+            self._renders.add(mosaic_id)
+        self._submit(self.render, mosaic_id)
+
+    def idle(self) -> bool:
+        with self._guard:
+            return not self._running
+
+    def resume_interrupted(self) -> None:
+        """Restart what a stopped server left unfinished: index builds first, then renders."""
+        for session_id in self.records.sessions_in_state("indexing"):
+            log.info("resuming index build of session %s", session_id)
+            self.submit_index(session_id)
+        for mosaic in self.records.mosaics_in_state("queued", "rendering"):
+            log.info("resuming render of mosaic %s", mosaic.id)
+            self.records.update_mosaic(mosaic.id, state="queued", stage=None, done=0, total=0)
+            session = self.records.session(mosaic.session_id)
+            if session is not None and session.state != "indexing":  # else the build submits it
+                self.submit_render(mosaic.id)
+
+    def _submit(self, job: Callable[[str], None], record_id: str) -> None:
+        future = self._pool.submit(job, record_id)
+        with self._guard:
+            self._running.add(future)
+        future.add_done_callback(self._finished)
+
+    def _finished(self, future: Future[None]) -> None:
+        with self._guard:
+            self._running.discard(future)
+        if (exc := future.exception()) is not None:
+            log.error("background job crashed", exc_info=exc)
+
+    # jobs ---------------------------------------------------------------------------------------
+
+    def build_index(self, session_id: str) -> None:
+        """Decode the session's new uploads into its tile library and mark it ready."""
+        if self.records.session(session_id) is None:
+            return  # deleted meanwhile
+        throttle = _Throttle()
+
+        def progress(done: int, total: int) -> None:
+            if throttle.due(done, total):
+                self.records.update_session(session_id, done=done, total=total)
+
+        try:
+            tiles, sources = self.libraries.ingest(session_id, progress)
+        except FileNotFoundError:
+            if self.records.session(session_id) is None:
+                return  # the session was deleted while it was being indexed
+            raise
+        except Exception as exc:
+            log.exception("index build of session %s failed", session_id)
+            self.records.update_session(session_id, state="failed", error=f"index build failed: {exc}")
+            self._submit_waiting_renders(session_id)
+            return
+        rejected = [{"file": r.name, "reason": r.reason} for r in tiles.rejected]
+        if len(tiles):
+            state, error = "ready", None
+        else:
+            state, error = "failed", "no usable tiles: every file was rejected"
+        if self.records.session(session_id) is not None:
+            self.records.update_session(
+                session_id, state=state, error=error, done=sources, total=sources,
+                accepted=len(tiles), rejected=rejected,
+            )  # fmt: skip
+        self._submit_waiting_renders(session_id)
+
+    def _submit_waiting_renders(self, session_id: str) -> None:
+        """Mosaics requested together with their tiles wait for the index; start them now."""
+        for mosaic in self.records.mosaics_of(session_id):
+            if mosaic.state == "queued":
+                self.submit_render(mosaic.id)
+
+    def render(self, mosaic_id: str) -> None:
+        """Render one queued mosaic into its folder."""
+        try:
+            self._render(mosaic_id)
+        finally:
+            with self._guard:
+                self._renders.discard(mosaic_id)
+
+    def _render(self, mosaic_id: str) -> None:
+        record = self.records.mosaic(mosaic_id)
+        if record is None:
+            return
+        session_id = record.session_id
+        session = self.records.session(session_id)
+        if session is None:
+            return
+        if session.state == "indexing":
+            return  # stays queued: the running index build submits it again when done
+        if session.state != "ready":
+            reason = session.error or "the tile library is not ready"
+            self.records.update_mosaic(mosaic_id, state="failed", error=reason)
+            return
+        params = MosaicParams(**_engine_params(record.params))
+        folder = self.storage.mosaic_dir(session_id, mosaic_id)
+        throttle = _Throttle()
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if throttle.due(done, total):
+                self.records.update_mosaic(mosaic_id, stage=stage, done=done, total=total)
+
+        self.records.update_mosaic(mosaic_id, state="rendering", stage="tiles")
+        started = time.perf_counter()
+        try:
+            tiles = self.libraries.tiles_for(session_id, params, lambda d, t: progress("tiles", d, t))
+            index = self.libraries.index_for(session_id, params)
+            result = make_mosaic(
+                _cover_path(folder), tiles, params, index=index, cover_name=record.cover_name,
+                max_pixels=self.settings.max_image_pixels, progress=progress,
+            )  # fmt: skip
+            progress("encode", 0, 1)
+            t = time.perf_counter()
+            out = folder / f"mosaic{FILE_EXTENSIONS[record.format]}"
+            tmp = out.with_name(out.name + ".part")
+            with open(tmp, "wb") as fh:
+                encode(result.image, fh, record.format)
+            tmp.replace(out)
+            encode_s = time.perf_counter() - t
+        except ImageRejected as exc:
+            self._fail(mosaic_id, f"cover {exc.name}: {exc.reason}")
+            return
+        except (BadParameter, EngineError) as exc:
+            self._fail(mosaic_id, str(exc))
+            return
+        except FileNotFoundError:
+            if self.records.mosaic(mosaic_id) is None:
+                return  # the session was deleted while rendering
+            log.exception("render of mosaic %s lost its files", mosaic_id)
+            self._fail(mosaic_id, "the mosaic's files disappeared while rendering")
+            return
+        except Exception as exc:
+            log.exception("render of mosaic %s failed", mosaic_id)
+            self._fail(mosaic_id, f"internal error while rendering ({type(exc).__name__})")
+            return
+        report = result.report()
+        report["timings"] = {**report["timings"], "encode": round(encode_s, 4),  # type: ignore[dict-item]
+                             "job": round(time.perf_counter() - started, 4)}  # fmt: skip
+        report["bytes"] = out.stat().st_size
+        report["file"] = out.name
+        self.records.update_mosaic(mosaic_id, state="ready", stage=None, done=1, total=1, result=report)
+
+    def _fail(self, mosaic_id: str, reason: str) -> None:
+        if self.records.mosaic(mosaic_id) is not None:
+            self.records.update_mosaic(mosaic_id, state="failed", stage=None, error=reason)
+
+
+def _cover_path(folder: Path) -> Path:
+    return next(folder.glob("cover.*"))
+
+
+def _engine_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The stored request parameters that are MosaicParams fields (aspect back to a tuple)."""
+    fields = set(MosaicParams.__dataclass_fields__)
+    picked = {k: v for k, v in params.items() if k in fields}
+    if isinstance(picked.get("aspect"), list):
+        picked["aspect"] = tuple(picked["aspect"])
+    return picked
+
+
+class _Throttle:
+    """Lets a progress write through at most every few hundred milliseconds, and at the end."""
+
+    def __init__(self) -> None:
+        self._last = 0.0
+
+    def due(self, done: int, total: int) -> bool:
+        now = time.monotonic()
+        if done >= total or now - self._last >= _PROGRESS_INTERVAL:
+            self._last = now
+            return True
+        return False

@@ -1,0 +1,61 @@
+"""Builds the web application: settings -> services -> routes. ``uvicorn app.main:app`` serves it."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from app import __version__
+from app.jobs.services import Services
+from app.settings import Settings, get_settings
+from app.web.errors import install_error_handlers
+from app.web.routes import api, health, pages
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).resolve().parents[1] / "static"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    services = Services.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services.jobs.resume_interrupted()
+        log.info("serving with data in %s", settings.data_dir)
+        yield
+        services.jobs.shutdown(wait=False)
+
+    app = FastAPI(
+        title="Tessera",
+        version=__version__,
+        summary="Photo mosaics from your own photos.",
+        lifespan=lifespan,
+        max_body_size=settings.max_request_bytes,
+        form_limits={"max_files": settings.max_files_per_request + 1, "max_fields": 1000},
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    app.include_router(api.router)
+    app.include_router(health.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+@functools.cache
+def _default_app() -> FastAPI:
+    return create_app()
+
+
+def __getattr__(name: str) -> FastAPI:
+    """``app.main:app`` is built on first access, so importing this module has no side effects."""
+    if name == "app":
+        return _default_app()
+    raise AttributeError(name)

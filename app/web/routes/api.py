@@ -1,0 +1,282 @@
+"""The REST API: sessions (tile libraries) and the mosaics made from them."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, File, Form, Response, UploadFile, status
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+
+from app.engine.decode import upright_size
+from app.engine.render import FILE_EXTENSIONS, MEDIA_TYPES, check_output_size
+from app.jobs.records import MosaicRecord, SessionRecord
+from app.jobs.services import Services
+from app.storage import FileTooLarge, write_stream_atomically
+from app.web.deps import MosaicDep, ServicesDep, SessionDep
+from app.web.errors import ApiError
+from app.web.schemas import MosaicOptions, MosaicOut, Progress, RejectedFile, SessionOut
+
+router = APIRouter(prefix="/api", tags=["mosaics"])
+
+TilesField = Annotated[list[UploadFile], File(description="tile images, or .zip archives of them")]
+CoverField = Annotated[UploadFile, File(description="the picture to re-create")]
+OptionsForm = Annotated[MosaicOptions, Form()]
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "unknown session or mosaic id"},
+    413: {"description": "a file, the request or the output is too large"},
+    415: {"description": "a file is not a supported image"},
+    422: {"description": "a parameter is out of range"},
+}
+
+
+def new_id() -> str:
+    """An unguessable id: 192 random bits, URL-safe."""
+    return secrets.token_urlsafe(24)
+
+
+@router.post("/sessions", status_code=status.HTTP_202_ACCEPTED, response_model=SessionOut, responses=_ERRORS)
+async def create_session(tiles: TilesField, services: ServicesDep, background: BackgroundTasks) -> SessionOut:
+    """Upload a tile library. The index is built in the background: poll ``status_url``."""
+    session_id = await _new_session(services, tiles)
+    background.add_task(services.jobs.submit_index, session_id)
+    return session_out(services, _session(services, session_id))
+
+
+@router.get("/sessions/{session_id}", response_model=SessionOut, responses=_ERRORS)
+def get_session(session: SessionDep, services: ServicesDep) -> SessionOut:
+    """State of the tile library (``indexing``, ``ready``, ``failed``), progress, rejected files,
+    and the session's mosaics."""
+    return session_out(services, session)
+
+
+@router.post(
+    "/sessions/{session_id}/tiles", status_code=status.HTTP_202_ACCEPTED, response_model=SessionOut,
+    responses=_ERRORS,
+)  # fmt: skip
+async def add_tiles(
+    session: SessionDep, tiles: TilesField, services: ServicesDep, background: BackgroundTasks
+) -> SessionOut:
+    """Add tiles to a library; the index is rebuilt in the background."""
+    await _store_tiles(services, session.id, tiles)
+    services.records.update_session(session.id, state="indexing", error=None)
+    background.add_task(services.jobs.submit_index, session.id)
+    return session_out(services, _session(services, session.id))
+
+
+@router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
+async def delete_session(session: SessionDep, services: ServicesDep) -> Response:
+    """Remove the session, its tiles and every mosaic made from them."""
+    services.records.delete_session(session.id)
+    services.libraries.forget(session.id)
+    await run_in_threadpool(services.storage.delete_session, session.id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/sessions/{session_id}/mosaics", status_code=status.HTTP_202_ACCEPTED, response_model=MosaicOut,
+    responses={**_ERRORS, 409: {"description": "the tile library is not ready"}},
+)  # fmt: skip
+async def create_mosaic(
+    session: SessionDep, cover: CoverField, options: OptionsForm, services: ServicesDep,
+    background: BackgroundTasks,
+) -> MosaicOut:  # fmt: skip
+    """Make a mosaic of ``cover`` from the session's tiles; rendering runs in the background."""
+    if session.state != "ready":
+        detail = "the tile library is still being indexed; try again when its state is ready"
+        if session.state == "failed":
+            detail = f"the tile library failed: {session.error}"
+        raise ApiError(409, detail, field="session_id")
+    record = await _new_mosaic(services, session.id, cover, options)
+    background.add_task(services.jobs.submit_render, record.id)
+    return mosaic_out(record)
+
+
+@router.get("/sessions/{session_id}/mosaics/{mosaic_id}", response_model=MosaicOut, responses=_ERRORS)
+def get_mosaic(mosaic: MosaicDep) -> MosaicOut:
+    """State (``queued``, ``rendering``, ``ready``, ``failed``), progress, size and timings."""
+    return mosaic_out(mosaic)
+
+
+@router.api_route(
+    "/sessions/{session_id}/mosaics/{mosaic_id}/image",
+    methods=["GET", "HEAD"],
+    response_class=FileResponse,
+    responses={**_ERRORS, 409: {"description": "the mosaic is not ready"}},
+)
+def get_mosaic_image(mosaic: MosaicDep, services: ServicesDep, download: bool = False) -> FileResponse:
+    """The finished mosaic file. ``?download=1`` asks the browser to save it."""
+    if mosaic.state != "ready":
+        raise ApiError(409, f"the mosaic is {mosaic.state}, not ready", field="mosaic_id")
+    path = services.storage.mosaic_dir(mosaic.session_id, mosaic.id) / str(mosaic.result["file"])
+    return FileResponse(
+        path,
+        media_type=MEDIA_TYPES[mosaic.format],
+        filename=download_name(mosaic),
+        content_disposition_type="attachment" if download else "inline",
+        headers={"Cache-Control": "private, max-age=31536000, immutable"},
+    )
+
+
+@router.post("/mosaics", status_code=status.HTTP_202_ACCEPTED, response_model=MosaicOut, responses=_ERRORS)
+async def create_mosaic_one_shot(
+    cover: CoverField, tiles: TilesField, options: OptionsForm, services: ServicesDep,
+    background: BackgroundTasks,
+) -> MosaicOut:  # fmt: skip
+    """Cover and tiles in one request, for scripts: a new session is made for the tiles and the
+    mosaic renders as soon as they are indexed. Poll the returned ``status_url``."""
+    session_id = await _new_session(services, tiles)
+    try:
+        record = await _new_mosaic(services, session_id, cover, options)
+    except BaseException:
+        services.records.delete_session(session_id)
+        await run_in_threadpool(services.storage.delete_session, session_id)
+        raise
+    background.add_task(services.jobs.submit_index, session_id)
+    return mosaic_out(record)
+
+
+# helpers ----------------------------------------------------------------------------------------
+
+
+async def _new_session(services: Services, tiles: list[UploadFile]) -> str:
+    session_id = new_id()
+    services.storage.create_session(session_id)
+    services.records.create_session(session_id)
+    try:
+        await _store_tiles(services, session_id, tiles)
+    except BaseException:
+        services.records.delete_session(session_id)
+        await run_in_threadpool(services.storage.delete_session, session_id)
+        raise
+    return session_id
+
+
+async def _store_tiles(services: Services, session_id: str, tiles: list[UploadFile]) -> None:
+    settings = services.settings
+    files = [f for f in tiles if f.filename or (f.size or 0) > 0]
+    if not files:
+        raise ApiError(422, "no tile files in the request", field="tiles")
+    existing = len(services.storage.uploads(session_id))
+    if existing + len(files) > settings.max_files_per_session:
+        raise ApiError(
+            413, f"a session holds at most {settings.max_files_per_session} files", field="tiles"
+        )  # fmt: skip
+    services.records.update_session(session_id, total=existing + len(files))
+    for number, upload in enumerate(files, start=1):
+        name = upload.filename or f"file-{number}"
+        try:
+            await run_in_threadpool(
+                services.storage.add_upload, session_id, name, upload.file, max_bytes=settings.max_file_bytes
+            )  # fmt: skip
+        except FileTooLarge as exc:
+            raise ApiError(413, str(exc), file=name, field="tiles") from exc
+        finally:
+            await upload.close()
+
+
+async def _new_mosaic(
+    services: Services, session_id: str, cover: UploadFile, options: MosaicOptions
+) -> MosaicRecord:
+    settings = services.settings
+    if options.cols > settings.max_cols:
+        raise ApiError(422, f"at most {settings.max_cols} columns", field="cols")
+    params = options.engine_params(max_output_pixels=settings.max_output_pixels).validate()
+    mosaic_id = new_id()
+    folder = services.storage.mosaic_dir(session_id, mosaic_id)
+    name = cover.filename or "cover"
+    try:
+        suffix = (name.rsplit(".", 1)[-1].lower() if "." in name else "img")[:5]
+        path = folder / f"cover.{suffix if suffix.isalnum() else 'img'}"
+        try:
+            await run_in_threadpool(
+                _save_cover, cover, path, settings.max_file_bytes
+            )  # fmt: skip
+        except FileTooLarge as exc:
+            raise ApiError(413, str(exc), file=name, field="cover") from exc
+        width, height = await run_in_threadpool(
+            upright_size, path, name=name, max_pixels=settings.max_image_pixels
+        )
+        rows = params.rows_for(width, height)
+        tile_w, tile_h = params.tile_shape
+        check_output_size(params.cols * tile_w, rows * tile_h, options.format, settings.max_output_pixels)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    stored = {**asdict(params), "format": options.format, "rows": rows}
+    return services.records.create_mosaic(
+        mosaic_id, session_id, params=stored, fmt=options.format, cover_name=name
+    )
+
+
+def _save_cover(cover: UploadFile, path: Path, max_bytes: int) -> None:
+    write_stream_atomically(cover.file, path, max_bytes=max_bytes)
+
+
+def _session(services: Services, session_id: str) -> SessionRecord:
+    record = services.records.session(session_id)
+    if record is None:
+        raise ApiError(404, f"no session {session_id}", field="session_id")
+    return record
+
+
+def session_out(services: Services, record: SessionRecord) -> SessionOut:
+    return SessionOut(
+        id=record.id,
+        state=record.state,
+        status_url=f"/api/sessions/{record.id}",
+        progress=Progress(done=record.done, total=record.total),
+        tiles_accepted=record.accepted,
+        rejected=[RejectedFile(**r) for r in record.rejected],
+        error=record.error,
+        created=record.created,
+        updated=record.updated,
+        mosaics=[mosaic_out(m) for m in services.records.mosaics_of(record.id)],
+    )
+
+
+def mosaic_out(record: MosaicRecord) -> MosaicOut:
+    base = f"/api/sessions/{record.session_id}/mosaics/{record.id}"
+    result = record.result
+    ready = record.state == "ready"
+    return MosaicOut(
+        id=record.id,
+        session_id=record.session_id,
+        state=record.state,
+        stage=record.stage,
+        progress=Progress(done=record.done, total=record.total),
+        params=_public_params(record.params),
+        format=record.format,
+        cover_name=record.cover_name,
+        width=result.get("width"),
+        height=result.get("height"),
+        cols=result.get("cols", record.params.get("cols")),
+        rows=result.get("rows", record.params.get("rows")),
+        report={k: v for k, v in result.items() if k not in ("timings", "params", "file")},
+        timings=result.get("timings", {}),
+        error=record.error,
+        created=record.created,
+        updated=record.updated,
+        status_url=base,
+        image_url=f"{base}/image" if ready else None,
+        download_name=download_name(record) if ready else None,
+    )
+
+
+def download_name(record: MosaicRecord) -> str:
+    stem = record.cover_name.rsplit(".", 1)[0]
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in stem)[:40].strip("-") or "cover"
+    cols, rows = record.params.get("cols"), record.params.get("rows")
+    return f"tessera-{safe}-{cols}x{rows}{FILE_EXTENSIONS[record.format]}"
+
+
+def _public_params(stored: dict[str, Any]) -> dict[str, Any]:
+    """Parameters as a client sends them (aspect as ``W:H``), without server-side limits."""
+    public = {k: v for k, v in stored.items() if k != "max_output_pixels"}
+    if isinstance(public.get("aspect"), list):
+        public["aspect"] = ":".join(str(part) for part in public["aspect"])
+    return public

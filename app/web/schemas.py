@@ -1,0 +1,86 @@
+"""What the REST API accepts and returns (these models are the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from app.engine import MosaicParams
+from app.engine.features import ColorSpace
+
+_DEFAULTS = MosaicParams()
+
+
+class MosaicOptions(BaseModel):
+    """Form fields of a mosaic request. Names match the CLI options (``_`` for ``-``)."""
+
+    cols: int = Field(_DEFAULTS.cols, ge=1, description="tiles across; rows follow the cover's aspect")
+    tile_size: int = Field(_DEFAULTS.tile_size, ge=4, le=512, description="width of one tile in pixels")
+    format: Literal["jpeg", "png", "webp"] = Field("jpeg", description="output image format")
+    color_space: ColorSpace = Field(_DEFAULTS.color_space, description="where colour distance is measured")
+    cell_grid: int = Field(_DEFAULTS.cell_grid, ge=1, le=8, description="N x N mean colours per cell")
+    aspect: str = Field("1:1", pattern=r"^\d{1,3}:\d{1,3}$", description="cell shape W:H, e.g. 4:3")
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _jpg_is_jpeg(cls, value: object) -> object:
+        return "jpeg" if isinstance(value, str) and value.lower() in ("jpg", "jpeg") else value
+
+    def engine_params(self, *, max_output_pixels: int) -> MosaicParams:
+        width, height = (int(part) for part in self.aspect.split(":"))
+        engine_fields = set(MosaicParams.__dataclass_fields__) - {"aspect", "max_output_pixels"}
+        values = {k: v for k, v in self.model_dump().items() if k in engine_fields}
+        return MosaicParams(**values, aspect=(width, height), max_output_pixels=max_output_pixels)
+
+
+class Progress(BaseModel):
+    done: int
+    total: int
+
+
+class RejectedFile(BaseModel):
+    file: str
+    reason: str
+
+
+class MosaicOut(BaseModel):
+    id: str
+    session_id: str
+    state: Literal["queued", "rendering", "ready", "failed"]
+    stage: str | None = Field(None, description="what a rendering job is doing: tiles, cover, match, render")
+    progress: Progress
+    params: dict[str, Any]
+    format: str
+    cover_name: str
+    width: int | None = None
+    height: int | None = None
+    cols: int | None = None
+    rows: int | None = None
+    report: dict[str, Any] = Field(default_factory=dict, description="tile usage and quality figures")
+    timings: dict[str, float] = Field(default_factory=dict, description="seconds per step")
+    error: str | None = None
+    created: float
+    updated: float
+    status_url: str
+    image_url: str | None = Field(None, description="the finished file, once state is ready")
+    download_name: str | None = None
+
+
+class SessionOut(BaseModel):
+    id: str
+    state: Literal["indexing", "ready", "failed"]
+    status_url: str
+    progress: Progress
+    tiles_accepted: int
+    rejected: list[RejectedFile]
+    error: str | None = None
+    created: float
+    updated: float
+    mosaics: list[MosaicOut] = Field(default_factory=list)
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+    jobs_idle: bool

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import numpy as np
 from numpy.typing import NDArray
@@ -204,8 +205,8 @@ def make_mosaic(
     t = time.perf_counter()
     used, local = np.unique(grid, return_inverse=True)
     report("render", 0, rows)
-    mosaic = stitch(tiles.resized((tile_w, tile_h), used), local.reshape(grid.shape))
+    placed = tiles.resized((tile_w, tile_h), used)
+    mosaic = stitch(placed, local.reshape(grid.shape), progress=partial(report, "render"))  # per strip
     timings["render"] = time.perf_counter() - t
-    report("render", rows, rows)
     timings["total"] = time.perf_counter() - t0
     return MosaicResult(mosaic, grid, list(tiles.names), params, timings)

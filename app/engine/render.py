@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -12,6 +13,8 @@ from PIL import Image
 
 from app.engine.errors import BadParameter, OutputTooLarge
 
+#: ``progress(done, total)``: strips of the picture rendered so far.
+Progress = Callable[[int, int], None]
 #: Output formats by name, with the largest side each can store.
 FORMAT_LIMITS = {"jpeg": 65_500, "png": 2**31 - 1, "webp": 16_383}
 _EXTENSIONS = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".webp": "webp"}
@@ -19,15 +22,72 @@ MEDIA_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 FILE_EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp"}
 
 
-def stitch(tiles: NDArray[np.uint8], grid: NDArray[np.intp]) -> NDArray[np.uint8]:
+def stitch(
+    tiles: NDArray[np.uint8],
+    grid: NDArray[np.intp],
+    *,
+    cell_offsets: NDArray[np.floating] | None = None,
+    progress: Progress | None = None,
+) -> NDArray[np.uint8]:
     """Lay ``tiles`` ``(n, h, w, 3)`` out as ``grid`` ``(rows, cols)`` says: one array
-    ``(rows * h, cols * w, 3)``, built by a single fancy-indexing step, no loop per cell."""
+    ``(rows * h, cols * w, 3)``, no loop per cell.
+
+    The picture is filled one row of tiles (a strip) at a time, by fancy indexing, straight into
+    its place, so besides the output only one strip's worth of temporaries exists; the output is
+    a view into an RGBX buffer (see :func:`new_canvas`) which :func:`encode` hands to the encoder
+    without a copy. ``cell_offsets`` ``(rows, cols, 3)``, in 0..255 RGB units, is added to every
+    pixel of the tile in that cell (colour correction, ``tint``), clipped to 0..255; ``None``
+    leaves the tiles untouched. ``progress(done, total)`` is called after each strip.
+    """
     rows, cols = grid.shape
     _, h, w, _ = tiles.shape
-    out = np.empty((rows, h, cols, w, 3), dtype=np.uint8)
-    # out[r, :, c, :, :] = tiles[grid[r, c]]; writing through a transposed view avoids a copy.
-    out.transpose(0, 2, 1, 3, 4)[...] = tiles[grid]
-    return out.reshape(rows * h, cols * w, 3)
+    if cell_offsets is not None and cell_offsets.shape != (rows, cols, 3):
+        raise ValueError(f"cell_offsets must be {(rows, cols, 3)}, got {cell_offsets.shape}")
+    out = new_canvas(rows * h, cols * w)
+    strips = out.reshape(rows, h, cols, w, 3)  # a view: strips[r, :, c] is the cell (r, c)
+    for r in range(rows):
+        strip = strips[r]  # (h, cols, w, 3)
+        strip.transpose(1, 0, 2, 3)[...] = tiles[grid[r]]  # only (cols, h, w, 3) is temporary
+        if cell_offsets is not None:
+            shift = np.rint(cell_offsets[r]).astype(np.int16)[None, :, None, :]  # over h and w
+            np.clip(strip + shift, 0, 255, out=strip, casting="unsafe")
+        if progress is not None:
+            progress(r + 1, rows)
+    return out
+
+
+def new_canvas(height: int, width: int) -> NDArray[np.uint8]:
+    """An uninitialised ``(height, width, 3)`` picture stored as RGBX (4 bytes a pixel, the
+    fourth unused): the layout Pillow keeps RGB pictures in, so :func:`encode` can map it into
+    the encoder instead of copying it."""
+    return np.empty((height, width, 4), dtype=np.uint8)[:, :, :3]
+
+
+def as_pil(image: NDArray[np.uint8]) -> Image.Image:
+    """``image`` ``(H, W, 3)`` as a Pillow picture; one from :func:`new_canvas` is mapped without
+    a copy (mode ``RGBX``, which the JPEG and WebP encoders read as RGB)."""
+    rgbx = _rgbx_base(image)
+    if rgbx is not None:
+        height, width = image.shape[:2]
+        return Image.frombuffer("RGBX", (width, height), rgbx, "raw", "RGBX", 0, 1)
+    return Image.fromarray(np.ascontiguousarray(image), mode="RGB")
+
+
+def _rgbx_base(image: NDArray[np.uint8]) -> NDArray[np.uint8] | None:
+    """The ``(H, W, 4)`` buffer ``image`` is the first three channels of, if it is one."""
+    base = image.base
+    if not isinstance(base, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+        return None
+    height, width = image.shape[:2]
+    if (
+        base.shape == (height, width, 4)
+        and base.dtype == np.uint8
+        and base.flags.c_contiguous
+        and image.__array_interface__["data"][0] == base.__array_interface__["data"][0]
+        and image.strides == base.strides
+    ):
+        return base
+    return None
 
 
 def format_for_path(path: str | os.PathLike[str]) -> str:
@@ -63,10 +123,10 @@ def encode(
     """Write ``image`` ``(H, W, 3)`` as ``fmt`` (jpeg, png or webp) to a path or file object."""
     height, width = image.shape[:2]
     check_output_size(width, height, fmt)
-    pil = Image.fromarray(image, mode="RGB")
+    pil = as_pil(image)
     if fmt == "jpeg":
         pil.save(fp, "JPEG", quality=quality, optimize=False, subsampling="4:2:0")
-    elif fmt == "png":
-        pil.save(fp, "PNG", compress_level=3)
+    elif fmt == "png":  # PNG has no RGBX: this one copy is unavoidable with Pillow
+        (pil if pil.mode == "RGB" else pil.convert("RGB")).save(fp, "PNG", compress_level=3)
     else:
         pil.save(fp, "WEBP", quality=quality, method=4)

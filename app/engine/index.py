@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.spatial import cKDTree
 
 from app.engine.tiles import usable_cores
 
@@ -51,6 +50,8 @@ class TileIndex:
         self._axes = _principal_axes(features - self._centre)  # (d, d) rows: unit axes
         self._rotated = (features - self._centre) @ self._axes.T  # (n, d), same distances
         self._dims = features.shape[1] if features.shape[1] <= DIRECT_DIMS else PROJECTED_DIMS
+        from scipy.spatial import cKDTree  # here: a fifth of a second to import, paid only when used
+
         self._tree = cKDTree(self._rotated[:, : self._dims], leafsize=16, balanced_tree=False)
 
     def __len__(self) -> int:

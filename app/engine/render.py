@@ -32,23 +32,28 @@ def stitch(
     """Lay ``tiles`` ``(n, h, w, 3)`` out as ``grid`` ``(rows, cols)`` says: one array
     ``(rows * h, cols * w, 3)``, no loop per cell.
 
-    The picture is filled one row of tiles (a strip) at a time, by fancy indexing, straight into
-    its place, so besides the output only one strip's worth of temporaries exists; the output is
-    a view into an RGBX buffer (see :func:`new_canvas`) which :func:`encode` hands to the encoder
-    without a copy. ``cell_offsets`` ``(rows, cols, 3)``, in 0..255 RGB units, is added to every
-    pixel of the tile in that cell (colour correction, ``tint``), clipped to 0..255; ``None``
-    leaves the tiles untouched. ``progress(done, total)`` is called after each strip.
+    The picture is an RGBX canvas (see :func:`new_canvas`), filled one row of tiles (a strip) at a
+    time by fancy indexing, whole pixels moved as 32-bit words; besides the output only the used
+    tiles (as RGBX) and one strip's worth of temporaries exist. ``cell_offsets``
+    ``(rows, cols, 3)``, in 0..255 RGB units, is added to every pixel of the tile in that cell
+    (colour correction, ``tint``), clipped to 0..255; ``None`` leaves the tiles untouched.
+    ``progress(done, total)`` is called after each strip.
     """
     rows, cols = grid.shape
     _, h, w, _ = tiles.shape
     if cell_offsets is not None and cell_offsets.shape != (rows, cols, 3):
         raise ValueError(f"cell_offsets must be {(rows, cols, 3)}, got {cell_offsets.shape}")
-    out = new_canvas(rows * h, cols * w)
-    strips = out.reshape(rows, h, cols, w, 3)  # a view: strips[r, :, c] is the cell (r, c)
+    used, local = np.unique(grid, return_inverse=True)
+    pixels = _rgbx_words(tiles[used])  # (n_used, h, w) uint32
+    local = local.reshape(rows, cols)
+    words = np.empty((rows * h, cols * w), dtype=np.uint32)
+    strips = words.reshape(rows, h, cols, w)  # a view: strips[r, :, c] is the cell (r, c)
+    out = words.view(np.uint8).reshape(rows * h, cols * w, 4)[:, :, :3]
+    rgb_strips = out.reshape(rows, h, cols, w, 3)
     for r in range(rows):
-        strip = strips[r]  # (h, cols, w, 3)
-        strip.transpose(1, 0, 2, 3)[...] = tiles[grid[r]]  # only (cols, h, w, 3) is temporary
+        strips[r].transpose(1, 0, 2)[...] = pixels[local[r]]  # only (cols, h, w) is temporary
         if cell_offsets is not None:
+            strip = rgb_strips[r]  # (h, cols, w, 3)
             shift = np.rint(cell_offsets[r]).astype(np.int16)[None, :, None, :]  # over h and w
             np.clip(strip + shift, 0, 255, out=strip, casting="unsafe")
         if progress is not None:
@@ -61,6 +66,15 @@ def new_canvas(height: int, width: int) -> NDArray[np.uint8]:
     fourth unused): the layout Pillow keeps RGB pictures in, so :func:`encode` can map it into
     the encoder instead of copying it."""
     return np.empty((height, width, 4), dtype=np.uint8)[:, :, :3]
+
+
+def _rgbx_words(tiles: NDArray[np.uint8]) -> NDArray[np.uint32]:
+    """``tiles`` ``(n, h, w, 3)`` as ``(n, h, w)`` 32-bit RGBX pixels (native byte order)."""
+    n, h, w, _ = tiles.shape
+    rgbx = np.empty((n, h, w, 4), dtype=np.uint8)
+    rgbx[..., :3] = tiles
+    rgbx[..., 3] = 255
+    return rgbx.view(np.uint32).reshape(n, h, w)
 
 
 def as_pil(image: NDArray[np.uint8]) -> Image.Image:

@@ -46,9 +46,9 @@ def stitch(
     used, local = np.unique(grid, return_inverse=True)
     pixels = _rgbx_words(tiles[used])  # (n_used, h, w) uint32
     local = local.reshape(rows, cols)
-    words = np.empty((rows * h, cols * w), dtype=np.uint32)
+    out = new_canvas(rows * h, cols * w)
+    words = out.base.view(np.uint32).reshape(rows * h, cols * w)  # type: ignore[union-attr]
     strips = words.reshape(rows, h, cols, w)  # a view: strips[r, :, c] is the cell (r, c)
-    out = words.view(np.uint8).reshape(rows * h, cols * w, 4)[:, :, :3]
     rgb_strips = out.reshape(rows, h, cols, w, 3)
     for r in range(rows):
         strips[r].transpose(1, 0, 2)[...] = pixels[local[r]]  # only (cols, h, w) is temporary

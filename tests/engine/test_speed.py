@@ -89,6 +89,7 @@ def test_strip_rendering_equals_the_reference_pixel_for_pixel(shape: tuple[int, 
     assert np.array_equal(plain, _reference_stitch(tiles, grid))
     assert np.array_equal(stitch(tiles, grid, cell_offsets=offsets), _reference_stitch(tiles, grid, offsets))
     assert steps == [(r + 1, shape[0]) for r in range(shape[0])]
+    assert as_pil(plain).mode == "RGBX"  # the encoder gets the canvas itself, not a copy
 
 
 @pytest.mark.parametrize("fmt", ["jpeg", "png", "webp"])

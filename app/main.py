@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -10,11 +11,14 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from app import __version__
 from app.jobs.services import Services
+from app.jobs.sweeper import sweep
 from app.settings import Settings, get_settings
 from app.web.errors import install_error_handlers
+from app.web.limits import BodySizeLimit
 from app.web.routes import api, health, pages
 
 log = logging.getLogger(__name__)
@@ -28,8 +32,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services.jobs.resume_interrupted()
+        sweeper = asyncio.create_task(_sweep_periodically(services))
         log.info("serving with data in %s", settings.data_dir)
         yield
+        sweeper.cancel()
         services.jobs.shutdown(wait=False)
 
     app = FastAPI(
@@ -37,16 +43,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Photo mosaics from your own photos.",
         lifespan=lifespan,
-        max_body_size=settings.max_request_bytes,
         form_limits={"max_files": settings.max_files_per_request + 1, "max_fields": 1000},
     )
     app.state.services = services
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     install_error_handlers(app)
     app.include_router(api.router)
     app.include_router(health.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+async def _sweep_periodically(services: Services) -> None:
+    while True:
+        try:
+            await run_in_threadpool(sweep, services)
+        except Exception:  # a failed sweep must not stop the next one
+            log.exception("sweeping expired sessions failed")
+        await asyncio.sleep(services.settings.sweep_interval_seconds)
 
 
 @functools.cache

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(89_478_485, ge=1, description="larger images are refused before decoding")
     max_output_pixels: int = Field(250_000_000, ge=1, description="largest mosaic, in pixels")
     max_cols: int = Field(400, ge=1, le=1000)
+    max_rows: int = Field(400, ge=1, le=1000)
+    max_zip_ratio: int = Field(200, ge=2, description="largest uncompressed:compressed ratio of a member")
+    max_disk_bytes: int = Field(20 * 1024 * _MB, ge=_MB, description="cap on the data folder's size")
+    session_ttl_hours: float = Field(24.0, gt=0, description="sessions unused this long are removed")
+    sweep_interval_seconds: float = Field(300.0, gt=0, description="how often expired sessions are swept")
     library_cache_sessions: int = Field(4, ge=1, description="session tile libraries kept in memory")
 
     @field_validator("data_dir")

@@ -10,6 +10,7 @@ Layout under the data folder::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -49,6 +50,17 @@ class Storage:
         self.sessions.mkdir(parents=True, exist_ok=True)
         self._manifest_lock = threading.Lock()
         self._last_seq: dict[str, int] = {}
+        self._used = folder_size(root)
+
+    @property
+    def used_bytes(self) -> int:
+        """Bytes under the data folder: measured at start and by each sweep, plus what was
+        written through :meth:`add_upload` since."""
+        return self._used
+
+    def measure(self) -> int:
+        self._used = folder_size(self.root)
+        return self._used
 
     def session_dir(self, session_id: str) -> Path:
         return self.sessions / session_id
@@ -78,7 +90,7 @@ class Storage:
             path = folder / f"{seq:06d}{suffix}"
             path.touch(exist_ok=False)  # reserve the number before the lock is released
         try:
-            write_stream_atomically(stream, path, max_bytes=max_bytes)
+            self._used += write_stream_atomically(stream, path, max_bytes=max_bytes)
         except BaseException:
             path.unlink(missing_ok=True)
             raise
@@ -108,6 +120,16 @@ class Storage:
 
     def iter_session_ids(self) -> Iterator[str]:
         return (p.name for p in self.sessions.iterdir() if p.is_dir())
+
+
+def folder_size(folder: Path) -> int:
+    """Total size of the files below ``folder`` (files vanishing meanwhile are skipped)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):  # deleted while we walked
+                total += os.stat(os.path.join(root, name)).st_size
+    return total
 
 
 def write_stream_atomically(stream: IO[bytes], path: Path, *, max_bytes: int | None = None) -> int:
@@ -155,6 +177,7 @@ class ArchiveLimits:
     max_members: int
     max_total_bytes: int
     max_member_bytes: int
+    max_ratio: int = 200
 
 
 def is_zip(path: Path) -> bool:
@@ -197,6 +220,9 @@ def extract_zip(
                 continue
             if member.filename.lower().endswith((".zip", ".7z", ".rar", ".tar", ".gz")):
                 rejected.append((name, "nested archives are not unpacked"))
+                continue
+            if member.file_size > limits.max_ratio * max(member.compress_size, 1024):
+                rejected.append((name, f"compressed more than {limits.max_ratio}:1 (a zip bomb?)"))
                 continue
             if member.file_size > limits.max_member_bytes:
                 rejected.append((name, f"larger than the limit of {limits.max_member_bytes // 2**20} MB"))

@@ -105,6 +105,7 @@ class Libraries:
             max_members=self.settings.max_zip_members,
             max_total_bytes=self.settings.max_zip_bytes,
             max_member_bytes=self.settings.max_file_bytes,
+            max_ratio=self.settings.max_zip_ratio,
         )
         entries: list[dict[str, str]] = []
         rejected: list[Rejection] = []
@@ -164,17 +165,22 @@ class Libraries:
 
     def index_for(self, session_id: str, params: MosaicParams) -> TileIndex:
         """The nearest-neighbour index for ``params``' feature settings, refitted from stored
-        features (computed and stored on first use). Call :meth:`tiles_for` first."""
+        features (computed and stored on first use)."""
         shape = self.shape_for(params)
         key = (shape, params.color_space, params.cell_grid)
-        cached = self._cached(session_id)
+        with self.lock(session_id):  # two renders must not compute and write one file at once
+            self.tiles_for(session_id, params)  # (again, should the cache have dropped the session)
+            return self._index(self._cached(session_id), key)
+
+    def _index(self, cached: _Cached, key: tuple[tuple[int, int], str, int]) -> TileIndex:
+        shape, color_space, cell_grid = key
         if key not in cached.indexes:
             tiles, folder = cached.tiles[shape], cached.folders[shape]
-            path = folder / f"features-{params.color_space}-{params.cell_grid}.npy"
+            path = folder / f"features-{color_space}-{cell_grid}.npy"
             if path.exists():
                 index = TileIndex.load(path)
             else:
-                features = tile_features(tiles.images, color_space=params.color_space, grid=params.cell_grid)
+                features = tile_features(tiles.images, color_space=color_space, grid=cell_grid)  # type: ignore[arg-type]
                 index = TileIndex(features)
                 index.save(path)
             cached.indexes[key] = index

@@ -137,6 +137,16 @@ class Records:
         rows = self._connection().execute(f"SELECT id FROM sessions WHERE state IN ({marks})", states)
         return [r["id"] for r in rows]
 
+    def expired_sessions(self, *, older_than: float) -> list[str]:
+        """Sessions not touched since ``older_than`` whose jobs have all finished."""
+        rows = self._connection().execute(
+            "SELECT s.id FROM sessions s WHERE s.state != 'indexing' AND s.updated < ?"
+            " AND NOT EXISTS (SELECT 1 FROM mosaics m WHERE m.session_id = s.id"
+            "   AND (m.updated >= ? OR m.state IN ('queued', 'rendering')))",
+            (older_than, older_than),
+        )
+        return [r["id"] for r in rows]
+
     def delete_session(self, session_id: str) -> bool:
         with self._tx() as db:
             db.execute("DELETE FROM mosaics WHERE session_id = ?", (session_id,))

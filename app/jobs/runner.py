@@ -15,6 +15,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from app.engine import (
     BadParameter,
     EngineError,
@@ -175,6 +177,10 @@ class Jobs:
                 encode(result.image, fh, record.format)
             tmp.replace(out)
             encode_s = time.perf_counter() - t
+            # The placement, for viewers and animations that render from tiles, not from pixels.
+            with open(folder / "grid.npy.part", "wb") as fh:
+                np.save(fh, result.grid.astype(np.int32))
+            (folder / "grid.npy.part").replace(folder / "grid.npy")
         except ImageRejected as exc:
             self._fail(mosaic_id, f"cover {exc.name}: {exc.reason}")
             return
@@ -196,6 +202,7 @@ class Jobs:
                              "job": round(time.perf_counter() - started, 4)}  # fmt: skip
         report["bytes"] = out.stat().st_size
         report["file"] = out.name
+        report["library_shape"] = list(tiles.tile_size)
         self.records.update_mosaic(mosaic_id, state="ready", stage=None, done=1, total=1, result=report)
 
     def _fail(self, mosaic_id: str, reason: str) -> None:

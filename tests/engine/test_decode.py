@@ -152,3 +152,18 @@ def test_missing_paths_are_reported(tmp_path: Path) -> None:
     tiles = TileSet.from_paths([tmp_path / "nope.jpg"], size=(8, 8))
     assert len(tiles) == 0
     assert tiles.rejected[0].reason == "no such file or directory"
+
+
+def test_heic_from_phones_loads(corpus: Path, tmp_path: Path) -> None:
+    source = read_image(corpus / "odd" / "exif_orientation_6.jpg", "RGB").transpose(
+        Image.Transpose.ROTATE_270
+    )
+    source.info.pop("exif", None)  # the pixels are upright now; drop the rotation flag
+    heic = tmp_path / "phone.heic"
+    source.save(heic, format="HEIF", quality=90)
+    with Image.open(heic) as probe:
+        assert probe.format == "HEIF"
+    img = load_rgb(heic)
+    assert img.size == source.size
+    diff = np.abs(np.asarray(img, dtype=np.float64) - np.asarray(source, dtype=np.float64)).mean()
+    assert diff < 6

@@ -102,9 +102,9 @@ def get_mosaic(mosaic: MosaicDep) -> MosaicOut:
     return mosaic_out(mosaic)
 
 
-@router.api_route(
+@router.head("/sessions/{session_id}/mosaics/{mosaic_id}/image", include_in_schema=False)
+@router.get(
     "/sessions/{session_id}/mosaics/{mosaic_id}/image",
-    methods=["GET", "HEAD"],
     response_class=FileResponse,
     responses={**_ERRORS, 409: {"description": "the mosaic is not ready"}},
 )
@@ -161,6 +161,7 @@ async def _store_tiles(services: Services, session_id: str, tiles: list[UploadFi
     files = [f for f in tiles if f.filename or (f.size or 0) > 0]
     if not files:
         raise ApiError(422, "no tile files in the request", field="tiles")
+    _check_disk(services)
     existing = len(services.storage.uploads(session_id))
     if existing + len(files) > settings.max_files_per_session:
         raise ApiError(
@@ -168,7 +169,7 @@ async def _store_tiles(services: Services, session_id: str, tiles: list[UploadFi
         )  # fmt: skip
     services.records.update_session(session_id, total=existing + len(files))
     for number, upload in enumerate(files, start=1):
-        name = upload.filename or f"file-{number}"
+        name = _display_name(upload.filename or f"file-{number}")
         try:
             await run_in_threadpool(
                 services.storage.add_upload, session_id, name, upload.file, max_bytes=settings.max_file_bytes
@@ -188,7 +189,8 @@ async def _new_mosaic(
     params = options.engine_params(max_output_pixels=settings.max_output_pixels).validate()
     mosaic_id = new_id()
     folder = services.storage.mosaic_dir(session_id, mosaic_id)
-    name = cover.filename or "cover"
+    name = _display_name(cover.filename or "cover")
+    _check_disk(services)
     try:
         suffix = (name.rsplit(".", 1)[-1].lower() if "." in name else "img")[:5]
         path = folder / f"cover.{suffix if suffix.isalnum() else 'img'}"
@@ -202,6 +204,11 @@ async def _new_mosaic(
             upright_size, path, name=name, max_pixels=settings.max_image_pixels
         )
         rows = params.rows_for(width, height)
+        if rows > settings.max_rows:
+            raise ApiError(
+                422, f"this cover needs {rows} rows at {params.cols} columns, more than the limit of "
+                f"{settings.max_rows}; use fewer columns", field="cols",
+            )  # fmt: skip
         tile_w, tile_h = params.tile_shape
         check_output_size(params.cols * tile_w, rows * tile_h, options.format, settings.max_output_pixels)
     except BaseException:
@@ -211,6 +218,20 @@ async def _new_mosaic(
     return services.records.create_mosaic(
         mosaic_id, session_id, params=stored, fmt=options.format, cover_name=name
     )
+
+
+def _display_name(name: str) -> str:
+    """A client's file name, only ever shown back (never a path): printable and bounded."""
+    cleaned = "".join(c for c in name if c.isprintable())
+    return cleaned[-200:] or "file"
+
+
+def _check_disk(services: Services) -> None:
+    cap = services.settings.max_disk_bytes
+    if services.storage.used_bytes >= cap:
+        raise ApiError(
+            507, f"the server's storage is full ({cap / 2**30:.1f} GiB); try again later"
+        )  # fmt: skip
 
 
 def _save_cover(cover: UploadFile, path: Path, max_bytes: int) -> None:

@@ -1,0 +1,46 @@
+"""Removes expired sessions and the debris of crashes, and re-measures disk use."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from app.jobs.services import Services
+
+log = logging.getLogger(__name__)
+_STALE_PART_SECONDS = 3600  # a ".part" file this old belongs to a write that died
+
+
+def sweep(services: Services, *, now: float | None = None) -> list[str]:
+    """Delete sessions idle longer than the TTL (none with a job still running), folders with
+    no record, and stale partial files. Returns the removed session ids."""
+    now = time.time() if now is None else now
+    ttl = services.settings.session_ttl_hours * 3600
+    removed = []
+    for session_id in services.records.expired_sessions(older_than=now - ttl):
+        log.info("removing expired session %s", session_id)
+        services.records.delete_session(session_id)
+        services.libraries.forget(session_id)
+        services.storage.delete_session(session_id)
+        removed.append(session_id)
+    for session_id in list(services.storage.iter_session_ids()):
+        folder = services.storage.session_dir(session_id)
+        if services.records.session(session_id) is None and _age(folder, now) > ttl:
+            services.storage.delete_session(session_id)  # created, then the server died
+            removed.append(session_id)
+    for root, _, files in os.walk(services.storage.root):  # os.walk skips folders deleted meanwhile
+        for name in files:
+            part = Path(root) / name
+            if name.endswith(".part") and _age(part, now) > _STALE_PART_SECONDS:
+                part.unlink(missing_ok=True)
+    services.storage.measure()
+    return removed
+
+
+def _age(path: Path, now: float) -> float:
+    try:
+        return now - path.stat().st_mtime
+    except OSError:
+        return 0.0

@@ -12,11 +12,11 @@ import io
 import logging
 import os
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 import pillow_heif
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from app.engine.errors import ImageRejected, ImageTooLarge
 
@@ -33,7 +33,23 @@ ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "
 #: Pillow's own default ceiling (about 89 megapixels): a 12 MP or 50 MP phone photo passes.
 DEFAULT_MAX_PIXELS = 89_478_485
 WHITE: RGB = (255, 255, 255)
-_SWAPPING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that turn the picture by 90 degrees
+T = TypeVar("T")
+#: What makes a picture upright, by its EXIF orientation (1, "as stored", needs nothing).
+_ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPPING_TRANSPOSES = {
+    Image.Transpose.TRANSPOSE,
+    Image.Transpose.ROTATE_270,
+    Image.Transpose.TRANSVERSE,
+    Image.Transpose.ROTATE_90,
+}
 
 
 def load_rgb(
@@ -67,23 +83,46 @@ def load_rgb(
     ImageTooLarge
         The header announces more than ``max_pixels`` pixels.
     """
+
+    def upright(im: Image.Image, turn: Image.Transpose | None) -> Image.Image:
+        rgb = to_rgb(im, background=background)
+        if turn is None:
+            return rgb.copy() if rgb is im else rgb  # the opened image is closed on return
+        turned = rgb.transpose(turn)
+        for key in ("exif", "xmp", "XML:com.adobe.xmp"):  # so nothing turns it a second time
+            turned.info.pop(key, None)
+        return turned
+
+    return decode_with(source, upright, name=name, need=need, max_pixels=max_pixels)
+
+
+def decode_with(
+    source: ImageSource,
+    finish: Callable[[Image.Image, Image.Transpose | None], T],
+    *,
+    name: str | None = None,
+    need: SizeNeed | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> T:
+    """Decode ``source`` as stored (not yet turned upright) and hand it to ``finish``.
+
+    ``finish(image, turn)`` gets the loaded image in the file's stored orientation and the
+    transpose that makes it upright (``None`` when it already is), and must not keep ``image``:
+    it is closed once ``finish`` returns. Callers that shrink the picture (tiles) can turn the
+    small result instead of the full decode. Errors are raised as in :func:`load_rgb`.
+    """
     label = name if name is not None else _label(source)
     fp = _as_file(source, label)
     try:
-        im = _open(fp, label, max_pixels)
-        with im:
+        with _open(fp, label, max_pixels) as im:
+            turn = _ORIENTATION_TRANSPOSE.get(_orientation(im, label))
             if need is not None and im.format in ("JPEG", "MPO"):
-                _draft(im, need)
+                _draft(im, need, turn)
             try:
                 im.load()
             except (OSError, SyntaxError, ValueError, EOFError) as exc:
                 raise ImageRejected(label, f"truncated or corrupt image ({exc})") from exc
-            try:
-                upright = ImageOps.exif_transpose(im)
-            except (OSError, SyntaxError, ValueError, TypeError) as exc:  # broken EXIF block
-                log.debug("ignoring unreadable EXIF of %s: %s", label, exc)
-                upright = im
-            return to_rgb(upright, background=background)
+            return finish(im, turn)
     finally:
         if fp is not source:
             fp.close()
@@ -98,7 +137,7 @@ def upright_size(
     fp = _as_file(source, label)
     try:
         with _open(fp, label, max_pixels) as im:
-            return _oriented(im, im.size)
+            return swap_if_turned(im.size, _ORIENTATION_TRANSPOSE.get(_orientation(im, label)))
     finally:
         if fp is not source:
             fp.close()
@@ -143,6 +182,8 @@ def _open(fp: BinaryIO, label: str, max_pixels: int | None) -> Image.Image:
     except Image.DecompressionBombWarning as exc:  # only raised when warnings are errors
         raise ImageTooLarge(label, f"image too large ({exc})") from exc
     except UnidentifiedImageError as exc:
+        if _is_empty(fp):  # checked only on failure: one system call less per good file
+            raise ImageRejected(label, "empty file") from exc
         raise ImageRejected(label, "not a supported image (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC)") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageRejected(label, f"corrupt image header ({exc})") from exc
@@ -166,20 +207,26 @@ def _registered_formats() -> tuple[str, ...]:
     return tuple(f for f in ALLOWED_FORMATS if f in Image.OPEN)
 
 
-def _draft(im: Image.Image, need: SizeNeed) -> None:
+def _draft(im: Image.Image, need: SizeNeed, turn: Image.Transpose | None) -> None:
     """Ask the JPEG decoder for the smallest DCT scale that still covers ``need``."""
-    want_w, want_h = need(*_oriented(im, im.size))
-    want = _oriented(im, (max(1, want_w), max(1, want_h)))  # back to stored orientation
+    want_w, want_h = need(*swap_if_turned(im.size, turn))
+    want = swap_if_turned((max(1, want_w), max(1, want_h)), turn)  # back to stored orientation
     if want[0] < im.width or want[1] < im.height:
         im.draft(im.mode, want)
 
 
-def _oriented(im: Image.Image, size: tuple[int, int]) -> tuple[int, int]:
+def swap_if_turned(size: tuple[int, int], turn: Image.Transpose | None) -> tuple[int, int]:
+    """``size`` = (w, h) as it reads after ``turn`` (quarter turns swap the sides)."""
+    return (size[1], size[0]) if turn in _SWAPPING_TRANSPOSES else size
+
+
+def _orientation(im: Image.Image, label: str) -> int:
+    """The EXIF orientation tag (1, upright as stored, when absent or unreadable)."""
     try:
-        orientation = im.getexif().get(0x0112)
-    except (OSError, SyntaxError, ValueError, TypeError):
-        orientation = None
-    return (size[1], size[0]) if orientation in _SWAPPING_ORIENTATIONS else size
+        return int(im.getexif().get(0x0112, 1))
+    except (OSError, SyntaxError, ValueError, TypeError) as exc:  # broken EXIF block
+        log.debug("ignoring unreadable EXIF of %s: %s", label, exc)
+        return 1
 
 
 def _as_file(source: ImageSource, label: str) -> BinaryIO:
@@ -189,12 +236,17 @@ def _as_file(source: ImageSource, label: str) -> BinaryIO:
         return io.BytesIO(source)
     if isinstance(source, (str, os.PathLike)):
         try:
-            if os.path.getsize(source) == 0:
-                raise ImageRejected(label, "empty file")
             return open(source, "rb")
         except OSError as exc:
             raise ImageRejected(label, f"cannot read file ({exc.strerror or exc})") from exc
     return source
+
+
+def _is_empty(fp: BinaryIO) -> bool:
+    try:
+        return fp.seek(0, io.SEEK_END) == 0
+    except (OSError, ValueError):
+        return False
 
 
 def _label(source: ImageSource) -> str:

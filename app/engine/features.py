@@ -103,18 +103,26 @@ def _srgb_to_linear(c: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
 
 
+_BLOCK_MEANS_BYTES = 32 * 2**20  # float64 temporaries of block_means, per chunk
+
+
 def block_means(images: NDArray[np.uint8], grid: int) -> NDArray[np.float64]:
     """Exact area means of ``grid x grid`` blocks of each image.
 
     ``images`` is ``(n, h, w, 3)``; the result is ``(n, grid, grid, 3)`` in 0..255. Blocks need not
     align with pixels: a pixel straddling two blocks counts in each by its covered fraction.
     """
-    _, height, width, _ = images.shape
+    n, height, width, _ = images.shape
     rows = _area_weights(height, grid)  # (grid, h)
     cols = _area_weights(width, grid)  # (grid, w)
-    # Sum over columns first (the cheaper contraction for tall stacks), then over rows.
-    by_cols = np.einsum("nhwc,bw->nhbc", images, cols, dtype=np.float64, optimize=True)
-    return np.einsum("nhbc,ah->nabc", by_cols, rows, optimize=True)
+    out = np.empty((n, grid, grid, 3))
+    # In chunks: einsum casts its uint8 operand to float64 whole, 8x the library's size.
+    step = max(1, _BLOCK_MEANS_BYTES // max(1, height * width * 3 * 8))
+    for s in range(0, n, step):
+        # Sum over columns first (the cheaper contraction for tall stacks), then over rows.
+        by_cols = np.einsum("nhwc,bw->nhbc", images[s : s + step], cols, dtype=np.float64, optimize=True)
+        out[s : s + step] = np.einsum("nhbc,ah->nabc", by_cols, rows, optimize=True)
+    return out
 
 
 def _area_weights(length: int, parts: int) -> NDArray[np.float64]:

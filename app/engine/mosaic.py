@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import numpy as np
 from numpy.typing import NDArray
@@ -253,9 +254,8 @@ def make_mosaic(
     placed_means = block_means(placed, 1)[:, 0, 0]  # (n_used, 3)
     cover_means = cell_means(image, params.cols, rows)  # (rows, cols, 3)
     offsets = tint_offsets(cover_means, placed_means[local], params.tint)
-    mosaic = stitch(placed, local, cell_offsets=offsets)
+    mosaic = stitch(placed, local, cell_offsets=offsets, progress=partial(report, "render"))  # per strip
     timings["render"] = time.perf_counter() - t
-    report("render", rows, rows)
     quality = quality_report(cover_means, placed_means, local, offsets)
     timings["total"] = time.perf_counter() - t0
     shifts = None if offsets is None else np.rint(offsets).astype(np.int16)  # as stitch applies them

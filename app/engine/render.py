@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -12,6 +13,8 @@ from PIL import Image
 
 from app.engine.errors import BadParameter, OutputTooLarge
 
+#: ``progress(done, total)``: strips of the picture rendered so far.
+Progress = Callable[[int, int], None]
 #: Output formats by name, with the largest side each can store.
 FORMAT_LIMITS = {"jpeg": 65_500, "png": 2**31 - 1, "webp": 16_383}
 _EXTENSIONS = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".webp": "webp"}
@@ -20,22 +23,85 @@ FILE_EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp"}
 
 
 def stitch(
-    tiles: NDArray[np.uint8], grid: NDArray[np.intp], *, cell_offsets: NDArray[np.floating] | None = None
+    tiles: NDArray[np.uint8],
+    grid: NDArray[np.intp],
+    *,
+    cell_offsets: NDArray[np.floating] | None = None,
+    progress: Progress | None = None,
 ) -> NDArray[np.uint8]:
     """Lay ``tiles`` ``(n, h, w, 3)`` out as ``grid`` ``(rows, cols)`` says: one array
-    ``(rows * h, cols * w, 3)``, built by a single fancy-indexing step, no loop per cell.
+    ``(rows * h, cols * w, 3)``, no loop per cell.
 
-    ``cell_offsets`` ``(rows, cols, 3)``, in 0..255 RGB units, is added to every pixel of the tile
-    in that cell (colour correction, ``tint``), clipped to 0..255; ``None`` leaves tiles untouched."""
+    The picture is an RGBX canvas (see :func:`new_canvas`), filled one row of tiles (a strip) at a
+    time by fancy indexing, whole pixels moved as 32-bit words; besides the output only the used
+    tiles (as RGBX) and one strip's worth of temporaries exist. ``cell_offsets``
+    ``(rows, cols, 3)``, in 0..255 RGB units, is added to every pixel of the tile in that cell
+    (colour correction, ``tint``), clipped to 0..255; ``None`` leaves the tiles untouched.
+    ``progress(done, total)`` is called after each strip.
+    """
     rows, cols = grid.shape
     _, h, w, _ = tiles.shape
-    out = np.empty((rows, h, cols, w, 3), dtype=np.uint8)
-    # out[r, :, c, :, :] = tiles[grid[r, c]]; writing through a transposed view avoids a copy.
-    out.transpose(0, 2, 1, 3, 4)[...] = tiles[grid]
-    if cell_offsets is not None:
-        shift = np.rint(cell_offsets).astype(np.int16)[:, None, :, None, :]  # broadcast over h and w
-        np.clip(out + shift, 0, 255, out=out, casting="unsafe")
-    return out.reshape(rows * h, cols * w, 3)
+    if cell_offsets is not None and cell_offsets.shape != (rows, cols, 3):
+        raise ValueError(f"cell_offsets must be {(rows, cols, 3)}, got {cell_offsets.shape}")
+    used, local = np.unique(grid, return_inverse=True)
+    pixels = _rgbx_words(tiles[used])  # (n_used, h, w) uint32
+    local = local.reshape(rows, cols)
+    out = new_canvas(rows * h, cols * w)
+    words = out.base.view(np.uint32).reshape(rows * h, cols * w)  # type: ignore[union-attr]
+    strips = words.reshape(rows, h, cols, w)  # a view: strips[r, :, c] is the cell (r, c)
+    rgb_strips = out.reshape(rows, h, cols, w, 3)
+    for r in range(rows):
+        strips[r].transpose(1, 0, 2)[...] = pixels[local[r]]  # only (cols, h, w) is temporary
+        if cell_offsets is not None:
+            strip = rgb_strips[r]  # (h, cols, w, 3)
+            shift = np.rint(cell_offsets[r]).astype(np.int16)[None, :, None, :]  # over h and w
+            np.clip(strip + shift, 0, 255, out=strip, casting="unsafe")
+        if progress is not None:
+            progress(r + 1, rows)
+    return out
+
+
+def new_canvas(height: int, width: int) -> NDArray[np.uint8]:
+    """An uninitialised ``(height, width, 3)`` picture stored as RGBX (4 bytes a pixel, the
+    fourth unused): the layout Pillow keeps RGB pictures in, so :func:`encode` can map it into
+    the encoder instead of copying it."""
+    return np.empty((height, width, 4), dtype=np.uint8)[:, :, :3]
+
+
+def _rgbx_words(tiles: NDArray[np.uint8]) -> NDArray[np.uint32]:
+    """``tiles`` ``(n, h, w, 3)`` as ``(n, h, w)`` 32-bit RGBX pixels (native byte order)."""
+    n, h, w, _ = tiles.shape
+    rgbx = np.empty((n, h, w, 4), dtype=np.uint8)
+    rgbx[..., :3] = tiles
+    rgbx[..., 3] = 255
+    return rgbx.view(np.uint32).reshape(n, h, w)
+
+
+def as_pil(image: NDArray[np.uint8]) -> Image.Image:
+    """``image`` ``(H, W, 3)`` as a Pillow picture; one from :func:`new_canvas` is mapped without
+    a copy (mode ``RGBX``, which the JPEG and WebP encoders read as RGB)."""
+    rgbx = _rgbx_base(image)
+    if rgbx is not None:
+        height, width = image.shape[:2]
+        return Image.frombuffer("RGBX", (width, height), rgbx, "raw", "RGBX", 0, 1)
+    return Image.fromarray(np.ascontiguousarray(image), mode="RGB")
+
+
+def _rgbx_base(image: NDArray[np.uint8]) -> NDArray[np.uint8] | None:
+    """The ``(H, W, 4)`` buffer ``image`` is the first three channels of, if it is one."""
+    base = image.base
+    if not isinstance(base, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+        return None
+    height, width = image.shape[:2]
+    if (
+        base.shape == (height, width, 4)
+        and base.dtype == np.uint8
+        and base.flags.c_contiguous
+        and image.__array_interface__["data"][0] == base.__array_interface__["data"][0]
+        and image.strides == base.strides
+    ):
+        return base
+    return None
 
 
 def format_for_path(path: str | os.PathLike[str]) -> str:
@@ -71,10 +137,10 @@ def encode(
     """Write ``image`` ``(H, W, 3)`` as ``fmt`` (jpeg, png or webp) to a path or file object."""
     height, width = image.shape[:2]
     check_output_size(width, height, fmt)
-    pil = Image.fromarray(image, mode="RGB")
+    pil = as_pil(image)
     if fmt == "jpeg":
         pil.save(fp, "JPEG", quality=quality, optimize=False, subsampling="4:2:0")
-    elif fmt == "png":
-        pil.save(fp, "PNG", compress_level=3)
+    elif fmt == "png":  # PNG has no RGBX: this one copy is unavoidable with Pillow
+        (pil if pil.mode == "RGB" else pil.convert("RGB")).save(fp, "PNG", compress_level=3)
     else:
         pil.save(fp, "WEBP", quality=quality, method=4)

@@ -11,23 +11,40 @@ from __future__ import annotations
 import json
 import logging
 import math
+import multiprocessing
+import multiprocessing.context
 import os
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from app.engine.decode import DEFAULT_MAX_PIXELS, RGB, WHITE, ImageSource, load_rgb
+from app.engine.decode import (
+    DEFAULT_MAX_PIXELS,
+    RGB,
+    WHITE,
+    ImageSource,
+    decode_with,
+    swap_if_turned,
+    to_rgb,
+)
 from app.engine.errors import ImageRejected
 
 log = logging.getLogger(__name__)
 
-#: ``progress(done, total)``, called from worker threads as tiles finish.
+#: ``progress(done, total)``, called in the caller's thread as chunks of tiles finish.
 Progress = Callable[[int, int], None]
+#: Where tiles are decoded: worker processes (default, fastest measured) or threads.
+Parallel = Literal["process", "thread"]
+_MAX_CHUNK = 32
+#: Fewer files than this decode on threads: starting processes would cost more than it saves.
+_MIN_FOR_PROCESSES = 64
 #: A tile to load: a path, or (display name, path or bytes).
 TileInput = str | os.PathLike[str] | tuple[str, ImageSource]
 
@@ -83,44 +100,48 @@ class TileSet:
         background: RGB = WHITE,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         workers: int | None = None,
+        parallel: Parallel = "process",
         progress: Progress | None = None,
     ) -> TileSet:
         """Decode, crop and shrink every input to a tile of ``size`` = (width, height).
 
-        Files are decoded on ``workers`` threads (Pillow releases the GIL while decoding).
-        Failures are collected in ``rejected``; the others keep their input order.
+        Files are decoded in chunks on ``workers`` processes (default: every core this process
+        may run on) or, with ``parallel="thread"``, on threads; inputs given as open file objects
+        always use threads. ``progress(done, total)`` is called in the caller's thread, once at
+        the start and as chunks finish. Failures are collected in ``rejected``; the accepted
+        tiles keep their input order.
         """
         items = [_named(item) for item in inputs]
-        width, height = size
-        if width < 1 or height < 1:
+        if size[0] < 1 or size[1] < 1:
             raise ValueError(f"tile size must be positive, got {size}")
-        images = np.empty((len(items), height, width, 3), dtype=np.uint8)
-        ok = np.zeros(len(items), dtype=bool)
-        reasons: dict[int, str] = {}
+        if parallel not in ("process", "thread"):
+            raise ValueError(f"parallel must be 'process' or 'thread', got {parallel!r}")
+        job = TileJob((size[0], size[1]), background, max_pixels)
+        images = np.empty((len(items), size[1], size[0], 3), dtype=np.uint8)
+        reasons: list[str | None] = [None] * len(items)
         done = 0
+        if progress is not None:
+            progress(0, len(items))
+        for start, part, why in decode_chunks(job, items, workers or usable_cores(), parallel):
+            images[start : start + len(part)] = part
+            reasons[start : start + len(why)] = why
+            done += len(why)
+            if progress is not None:
+                progress(done, len(items))
+        return cls._from_decoded(images, [name for name, _ in items], reasons)
 
-        def work(i: int) -> None:
-            name, source = items[i]
-            try:
-                images[i] = make_tile(
-                    source, name=name, size=size, background=background, max_pixels=max_pixels
-                )
-                ok[i] = True
-            except ImageRejected as exc:
-                reasons[i] = exc.reason
-            except Exception as exc:  # a decoder bug must not sink the whole library
-                log.exception("unexpected failure decoding %s", name)
-                reasons[i] = f"could not be decoded ({type(exc).__name__}: {exc})"
-
-        workers = workers or os.cpu_count() or 1
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for _ in pool.map(work, range(len(items))):
-                done += 1
-                if progress is not None:
-                    progress(done, len(items))
-        rejected = [Rejection(items[i][0], reasons[i]) for i in sorted(reasons)]
-        names = [items[i][0] for i in range(len(items)) if ok[i]]
-        return cls(images[ok], names, rejected)
+    @classmethod
+    def _from_decoded(cls, images: NDArray[np.uint8], names: list[str], reasons: list[str | None]) -> TileSet:
+        """Drop the rejected rows of ``images`` in place (no second full-size array)."""
+        kept = 0
+        for i, reason in enumerate(reasons):
+            if reason is None:
+                if kept != i:
+                    images[kept] = images[i]
+                kept += 1
+        rejected = [Rejection(names[i], r) for i, r in enumerate(reasons) if r is not None]
+        accepted = [names[i] for i, r in enumerate(reasons) if r is None]
+        return cls(images[:kept], accepted, rejected)
 
     @classmethod
     def from_paths(cls, paths: Sequence[str | os.PathLike[str]], **kwargs: object) -> TileSet:
@@ -150,14 +171,26 @@ class TileSet:
             self.rejected + other.rejected,
         )
 
-    def resized(self, size: tuple[int, int], indices: NDArray[np.intp] | None = None) -> NDArray[np.uint8]:
-        """The tiles (or only those at ``indices``) at another (width, height), as an array."""
+    def resized(
+        self, size: tuple[int, int], indices: NDArray[np.intp] | None = None, *, workers: int | None = None
+    ) -> NDArray[np.uint8]:
+        """The tiles (or only those at ``indices``) at another (width, height): ``(m, h, w, 3)``.
+
+        Each tile is fitted as :func:`fit_tile` does (centre crop to the new aspect, Lanczos);
+        chunks of tiles are resized on ``workers`` threads (Pillow releases the GIL while
+        resampling). Enlarging beyond the stored size works but adds no detail: the originals
+        must be decoded again for that.
+        """
         chosen = self.images if indices is None else self.images[indices]
         if (chosen.shape[2], chosen.shape[1]) == size:
             return chosen
         out = np.empty((len(chosen), size[1], size[0], 3), dtype=np.uint8)
-        for i, tile in enumerate(chosen):
-            out[i] = fit_tile(Image.fromarray(tile), size)
+
+        def fit_range(start: int, stop: int) -> None:
+            for i in range(start, stop):
+                out[i] = fit_tile(Image.fromarray(chosen[i]), size)
+
+        _run_ranges(fit_range, len(chosen), workers or usable_cores())
         return out
 
     def save(self, folder: str | os.PathLike[str]) -> None:
@@ -191,9 +224,10 @@ def make_tile(
     background: RGB = WHITE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> NDArray[np.uint8]:
-    """Decode one file into a ``(h, w, 3)`` tile: centre-cropped to ``w:h``, then shrunk.
+    """Decode one file into an upright ``(h, w, 3)`` tile: centre-cropped to ``w:h``, then shrunk.
 
-    JPEGs are decoded at the smallest DCT scale that still covers the crop at ``size``.
+    JPEGs are decoded at the smallest DCT scale that still covers the crop at ``size``. The crop
+    and resize happen in the file's stored orientation; only the finished tile is turned upright.
     """
 
     def need(width: int, height: int) -> tuple[int, int]:
@@ -201,8 +235,14 @@ def make_tile(
         scale = max(size[0] / (right - left), size[1] / (bottom - top))
         return math.ceil(width * scale), math.ceil(height * scale)
 
-    img = load_rgb(source, name=name, need=need, background=background, max_pixels=max_pixels)
-    return fit_tile(img, size)
+    def finish(im: Image.Image, turn: Image.Transpose | None) -> NDArray[np.uint8]:
+        rgb = to_rgb(im, background=background)
+        if turn is None:
+            return fit_tile(rgb, size)
+        stored = fit_tile(rgb, swap_if_turned(size, turn))
+        return np.asarray(Image.fromarray(stored).transpose(turn))
+
+    return decode_with(source, finish, name=name, need=need, max_pixels=max_pixels)
 
 
 def fit_tile(img: Image.Image, size: tuple[int, int]) -> NDArray[np.uint8]:
@@ -229,6 +269,103 @@ def walk_images(folder: Path) -> list[Path]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found.extend(Path(root) / f for f in sorted(files) if not f.startswith("."))
     return found
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (respects ``taskset`` and container CPU sets)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class TileJob:
+    """What every worker needs to turn files into tiles (sent once per chunk to processes)."""
+
+    size: tuple[int, int]
+    background: RGB
+    max_pixels: int
+
+
+#: (index of the chunk's first input, its tiles ``(m, h, w, 3)``, ``m`` reasons or None if accepted)
+DecodedChunk = tuple[int, NDArray[np.uint8], list[str | None]]
+
+
+def decode_chunks(
+    job: TileJob, items: Sequence[tuple[str, ImageSource]], workers: int, parallel: Parallel
+) -> Iterator[DecodedChunk]:
+    """Decode ``items`` in chunks on ``workers`` processes or threads, yielding chunks as they
+    finish (in any order). One worker, or a single input, runs in the calling thread."""
+    chunk = _chunk_size(len(items), workers)
+    starts = range(0, len(items), chunk)
+    if workers <= 1 or len(items) <= 1:
+        for start in starts:
+            yield _decode_chunk(job, start, items[start : start + chunk])
+        return
+    picklable = all(isinstance(source, (str, bytes, os.PathLike)) for _, source in items)
+    pool: Executor
+    if parallel == "process" and picklable and len(items) >= _MIN_FOR_PROCESSES:
+        pool = ProcessPoolExecutor(min(workers, len(starts)), mp_context=_process_context())
+    else:
+        pool = ThreadPoolExecutor(min(workers, len(starts)))
+    with pool:
+        futures = [pool.submit(_decode_chunk, job, s, list(items[s : s + chunk])) for s in starts]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:  # stop queued work when the caller gives up early
+                future.cancel()
+
+
+def _decode_chunk(job: TileJob, start: int, items: Sequence[tuple[str, ImageSource]]) -> DecodedChunk:
+    width, height = job.size
+    tiles = np.zeros((len(items), height, width, 3), dtype=np.uint8)
+    reasons: list[str | None] = []
+    for i, (name, source) in enumerate(items):
+        reasons.append(None)
+        try:
+            tiles[i] = make_tile(
+                source, name=name, size=job.size, background=job.background, max_pixels=job.max_pixels
+            )
+        except ImageRejected as exc:
+            reasons[i] = exc.reason
+        except Exception as exc:  # a decoder bug must not sink the whole library
+            log.exception("unexpected failure decoding %s", name)
+            reasons[i] = f"could not be decoded ({type(exc).__name__}: {exc})"
+    return start, tiles, reasons
+
+
+def _chunk_size(count: int, workers: int) -> int:
+    """Files per task: few enough for even load and frequent progress (about 8 tasks per worker),
+    many enough that task overhead (pickling, scheduling) stays small."""
+    return max(1, min(_MAX_CHUNK, math.ceil(count / (8 * max(1, workers)))))
+
+
+def _process_context() -> multiprocessing.context.BaseContext:
+    """``fork`` starts workers in milliseconds but is unsafe once other threads exist (a lock
+    held by one of them stays held in the child); then fall back to ``forkserver``."""
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
+        return multiprocessing.get_context("forkserver")
+    return multiprocessing.get_context("spawn")
+
+
+def _run_ranges(work: Callable[[int, int], None], count: int, workers: int) -> None:
+    """Call ``work(start, stop)`` over ``range(count)`` split into chunks, on up to ``workers``
+    threads (inline when one is enough)."""
+    chunk = max(64, math.ceil(count / max(1, workers)))
+    bounds = [(s, min(s + chunk, count)) for s in range(0, count, chunk)]
+    if len(bounds) <= 1:
+        for start, stop in bounds:
+            work(start, stop)
+        return
+    with ThreadPoolExecutor(len(bounds)) as pool:
+        for future in [pool.submit(work, start, stop) for start, stop in bounds]:
+            future.result()
 
 
 def _named(item: TileInput) -> tuple[str, ImageSource]:

@@ -9,6 +9,7 @@ tree is refitted on load.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from app.engine import MosaicParams, TileIndex, TileSet
-from app.engine.features import tile_features
+from app.engine.features import tile_features, weights_for
 from app.engine.tiles import Rejection
 from app.settings import Settings
 from app.storage import ArchiveLimits, Storage, Upload, extract_zip, is_zip
@@ -180,7 +181,8 @@ class Libraries:
         shape, color_space, cell_grid = key
         if key not in cached.indexes:
             tiles, folder = cached.tiles[shape], cached.folders[shape]
-            path = folder / f"features-{color_space}-{cell_grid}.npy"
+            version = hashlib.sha1(repr(weights_for(color_space)).encode()).hexdigest()[:8]  # type: ignore[arg-type]
+            path = folder / f"features-{color_space}-{cell_grid}-{version}.npy"  # weights change: new file
             if path.exists():
                 index = TileIndex.load(path)
             else:

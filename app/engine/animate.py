@@ -33,8 +33,7 @@ from PIL import Image
 
 from app.engine.decode import DEFAULT_MAX_PIXELS, ImageSource
 from app.engine.errors import BadParameter, ImageRejected
-from app.engine.pyramid import shrink2
-from app.engine.render import stitch
+from app.engine.pyramid import shrink2, stitch_cells
 from app.engine.tiles import TileSet, make_tile
 
 Kind = Literal["zoom", "assemble", "disperse"]
@@ -210,8 +209,8 @@ class MosaicScene:
             return np.broadcast_to(self.background, (size[1], size[0], 3)).copy()
         ids, local = np.unique(sub, return_inverse=True)
         images, is_local = self.cells_for(need, ids)
-        offsets = None if self.offsets is None else self.offsets[r0:r1, c0:c1].astype(np.float32)
-        block = stitch(images, local.reshape(sub.shape) if is_local else sub, cell_offsets=offsets)
+        offsets = None if self.offsets is None else self.offsets[r0:r1, c0:c1]
+        block = stitch_cells(images, local.reshape(sub.shape) if is_local else sub, offsets)
         mh, mw = images.shape[1:3]
         return _resample(block, (c0 * mw, r0 * mh), (mw / tw, mh / th), view, size, self.background)
 

@@ -7,7 +7,6 @@ presigned download URLs. boto3 is imported only when a bucket is configured.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import tempfile
@@ -61,9 +60,16 @@ class ObjectStore:
 
         try:
             self._client.head_bucket(Bucket=self.bucket)
-        except ClientError:
-            with contextlib.suppress(ClientError):  # another process created it meanwhile
-                self._client.create_bucket(Bucket=self.bucket)
+            return
+        except ClientError as exc:
+            if not _is_missing(exc):
+                raise
+        try:
+            self._client.create_bucket(Bucket=self.bucket)
+        except ClientError as exc:  # another process may have created it meanwhile
+            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code"))
+            if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
 
     def put_file(self, key: str, path: Path) -> None:
         self._client.upload_file(str(path), self.bucket, self._key(key))

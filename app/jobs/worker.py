@@ -48,7 +48,12 @@ def celery_app(settings: Settings) -> Celery:
         worker_concurrency=settings.worker_concurrency,
         task_default_queue=settings.render_queue,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_seconds,
+            # Look for jobs of vanished workers a few times per timeout (kombu >= 5.7).
+            "unacked_restore_interval": max(1, min(60, settings.visibility_timeout_seconds // 4)),
+            "unacked_restore_throttle": 1,
+        },
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
     )

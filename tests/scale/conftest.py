@@ -7,6 +7,7 @@ Outside CI a missing one skips these tests; with CI=true it fails them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -47,20 +48,18 @@ def _wait_until(ready: object, proc: subprocess.Popen[bytes], log: Path, what: s
 
 
 def _stop(proc: subprocess.Popen[bytes], *, group: bool = False, timeout: float = 15) -> None:
-    if proc.poll() is not None:
-        return
-    if group:
-        os.killpg(proc.pid, signal.SIGTERM)
-    else:
+    """SIGTERM to the process (only: as ``docker stop`` does), SIGKILL after ``timeout``; with
+    ``group``, then SIGKILL to whatever of its process group is left."""
+    if proc.poll() is None:
         proc.terminate()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        if group:
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
             proc.kill()
-        proc.wait(10)
+            proc.wait(10)
+    if group:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 @dataclass

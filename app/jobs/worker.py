@@ -83,8 +83,17 @@ def run_worker(settings: Settings, *, name: str | None = None, loglevel: str = "
     if not settings.broker_url:
         raise ValueError("a worker needs TESSERA_BROKER_URL")
     from app.jobs.services import Services
+    from app.jobs.sweeper import sweep_cache_periodically
 
     Services.prepare(settings)  # the bucket, the data folder: fail fast, before taking jobs
+    stop = threading.Event()
+    sweeper = threading.Thread(
+        target=sweep_cache_periodically,
+        args=(Services.build(settings), stop),
+        name="cache-sweeper",
+        daemon=True,
+    )
+    sweeper.start()
     app = celery_app(settings)
     argv = [
         "worker",
@@ -97,5 +106,8 @@ def run_worker(settings: Settings, *, name: str | None = None, loglevel: str = "
         "--without-mingle",
         "--without-heartbeat",
     ]
-    app.worker_main(argv=argv)
+    try:
+        app.worker_main(argv=argv)
+    finally:
+        stop.set()
     return 0

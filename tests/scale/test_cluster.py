@@ -62,7 +62,7 @@ def test_session_on_web_a_mosaics_on_web_b_spread_over_both_workers(
     cluster: Cluster, corpus: Path, photo_tiles: list[Path], tmp_path: Path
 ) -> None:
     web_a, web_b = cluster.add_web(), cluster.add_web()
-    w1, w2 = cluster.add_worker("w1"), cluster.add_worker("w2")
+    w1, w2 = (cluster.add_worker(name, TESSERA_SWEEP_INTERVAL_SECONDS="1") for name in ("w1", "w2"))
     for web in (web_a, web_b):
         ready = httpx.get(f"{web.url}/readyz", timeout=10)
         assert ready.status_code == 200, ready.text
@@ -99,9 +99,14 @@ def test_session_on_web_a_mosaics_on_web_b_spread_over_both_workers(
         served.append(response.content)
     assert served == reference_images(tmp_path, corpus, tiles)
 
-    # Deleting through web A removes the files from the bucket and the records everywhere.
+    # Deleting through web A removes the records everywhere, the files from the bucket, and
+    # (at their next sweep) the workers' cached copies.
     assert httpx.delete(f"{web_a.url}/api/sessions/{session['id']}", timeout=30).status_code == 204
     assert httpx.get(f"{web_b.url}{session['status_url']}", timeout=10).status_code == 404
+    deadline = time.monotonic() + 10
+    while cached.exists():
+        assert time.monotonic() < deadline, "the worker kept its copy of a deleted session"
+        time.sleep(0.2)
 
 
 def test_worker_killed_mid_render_hands_the_job_to_the_other(

@@ -88,6 +88,7 @@ class Libraries:
     def add_upload(self, session_id: str, name: str, stream: IO[bytes], *, max_bytes: int) -> Upload:
         """Store an uploaded file under the session's next number, then list it in the manifest
         (an upload that fails midway uses up its number and is never listed)."""
+        self._adopt_legacy_manifest(session_id)
         seq = self.records.next_upload_seq(session_id)
         upload = self.storage.write_upload(session_id, seq, name, stream, max_bytes=max_bytes)
         self.records.add_upload(session_id, UploadEntry(seq, name, upload.path.name))
@@ -95,8 +96,29 @@ class Libraries:
 
     def uploads(self, session_id: str) -> list[Upload]:
         """Every finished upload of a session, in upload order."""
+        self._adopt_legacy_manifest(session_id)
         folder = self.storage.uploads_dir(session_id)
         return [Upload(e.seq, e.name, folder / e.file) for e in self.records.uploads(session_id)]
+
+    def _adopt_legacy_manifest(self, session_id: str) -> None:
+        """Sessions stored by earlier versions list their uploads in ``uploads.jsonl``: move the
+        list into the records (once), and continue the numbering after it."""
+        path = self._root(session_id) / "uploads.jsonl"
+        if not path.exists():
+            return
+        with self.lock(session_id):
+            if not path.exists():
+                return
+            entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            if not self.records.uploads(session_id):
+                for e in entries:
+                    self.records.add_upload(
+                        session_id, UploadEntry(int(e["seq"]), str(e["name"]), str(e["file"]))
+                    )
+            last = max((int(e["seq"]) for e in entries), default=0)
+            while self.records.next_upload_seq(session_id) < last:
+                pass
+            path.replace(path.with_name("uploads.jsonl.adopted"))
 
     # ingest -----------------------------------------------------------------------------------
 

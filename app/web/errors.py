@@ -13,7 +13,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.engine import BadParameter, ImageRejected, ImageTooLarge, NoUsableTiles, OutputTooLarge
+from app.engine import (
+    BadParameter,
+    EngineError,
+    ImageRejected,
+    ImageTooLarge,
+    NoUsableTiles,
+    OutputTooLarge,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +46,15 @@ def _json(status: int, detail: str, *, file: str | None = None, field: str | Non
     return JSONResponse(error_body(detail, file=file, field=field), status_code=status)
 
 
+#: Domain errors to HTTP status codes, most specific first.
+ENGINE_STATUS: tuple[tuple[type[EngineError], int], ...] = (
+    (ImageTooLarge, 413),
+    (ImageRejected, 415),
+    (OutputTooLarge, 413),
+    (BadParameter, 422),
+    (NoUsableTiles, 422),
+    (EngineError, 422),
+)
 _STARLETTE_DEFAULTS = ("Not Found", "Method Not Allowed", "Content Too Large")
 _STATUS_TEXT = {
     404: "not found",
@@ -52,25 +68,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return _json(exc.status, exc.detail, file=exc.file, field=exc.field)
 
-    @app.exception_handler(ImageTooLarge)
-    async def image_too_large(_: Request, exc: ImageTooLarge) -> JSONResponse:
-        return _json(413, exc.reason, file=exc.name)
-
-    @app.exception_handler(ImageRejected)
-    async def image_rejected(_: Request, exc: ImageRejected) -> JSONResponse:
-        return _json(415, exc.reason, file=exc.name)
-
-    @app.exception_handler(OutputTooLarge)
-    async def output_too_large(_: Request, exc: OutputTooLarge) -> JSONResponse:
-        return _json(413, exc.message, field=exc.field)
-
-    @app.exception_handler(BadParameter)
-    async def bad_parameter(_: Request, exc: BadParameter) -> JSONResponse:
-        return _json(422, exc.message, field=exc.field)
-
-    @app.exception_handler(NoUsableTiles)
-    async def no_tiles(_: Request, exc: NoUsableTiles) -> JSONResponse:
-        return _json(422, str(exc), field="tiles")
+    @app.exception_handler(EngineError)
+    async def engine_error(_: Request, exc: EngineError) -> JSONResponse:
+        status = next(code for kind, code in ENGINE_STATUS if isinstance(exc, kind))
+        if isinstance(exc, ImageRejected):
+            return _json(status, exc.reason, file=exc.name)
+        if isinstance(exc, BadParameter):
+            return _json(status, exc.message, field=exc.field)
+        return _json(status, str(exc), field="tiles" if isinstance(exc, NoUsableTiles) else None)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -22,12 +22,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 CORPUS = REPO.parent / "shared" / "corpus"
 
 
@@ -107,6 +109,14 @@ def burst(url: str, session_id: str, covers: list[Path], args: argparse.Namespac
     return time.perf_counter() - started
 
 
+def jobs_per_worker(redis_url: str, session_id: str) -> dict[str, int]:
+    """How many of the session's renders each worker ran (from the shared records)."""
+    from app.jobs.redis_backend import RedisRecords, connect
+
+    counts = Counter(m.worker or "?" for m in RedisRecords(connect(redis_url)).mosaics_of(session_id))
+    return {name.split("@")[0]: n for name, n in sorted(counts.items())}
+
+
 def run(workers: int, args: argparse.Namespace, folder: Path) -> float:
     procs = Processes(folder)
     try:
@@ -149,7 +159,12 @@ def run(workers: int, args: argparse.Namespace, folder: Path) -> float:
         covers = sorted((CORPUS / "covers").glob("mate-*.jpg"))
         # Warm every worker's cache of the library first: the burst measures rendering.
         burst(url, session["id"], covers, argparse.Namespace(**{**vars(args), "mosaics": 2 * workers}))
-        return burst(url, session["id"], covers, args)
+        before = jobs_per_worker(env["TESSERA_BROKER_URL"], session["id"])
+        seconds = burst(url, session["id"], covers, args)
+        after = jobs_per_worker(env["TESSERA_BROKER_URL"], session["id"])
+        spread = {name: n - before.get(name, 0) for name, n in after.items()}
+        print(f"  renders per worker in the burst: {spread}", flush=True)
+        return seconds
     finally:
         procs.stop_all()
 

@@ -28,3 +28,11 @@ def test_default_app_imports_no_cluster_package(tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO, env=env_free
     )
     assert out.stdout.strip() == ""
+
+
+def test_worker_without_a_broker_says_what_is_missing(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TESSERA_DATA_DIR": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-m", "app", "worker"], capture_output=True, text=True, cwd=REPO, env=env, timeout=60
+    )
+    assert out.returncode == 2 and "TESSERA_BROKER_URL" in out.stderr

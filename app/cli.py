@@ -81,6 +81,33 @@ def _parser() -> argparse.ArgumentParser:
         default=MosaicParams.aspect,
         help="cell shape W:H, e.g. 1:1, 4:3, 3:4 (default: 1:1)",
     )
+    make.add_argument(
+        "--max-uses",
+        type=int,
+        default=MosaicParams.max_uses,
+        metavar="N",
+        help="use no tile more than N times (default: no cap)",
+    )
+    make.add_argument(
+        "--min-distance",
+        type=int,
+        default=MosaicParams.min_distance,
+        metavar="D",
+        help="never place one tile twice within D cells (default: %(default)s = no rule)",
+    )
+    make.add_argument(
+        "--unique",
+        action="store_true",
+        default=MosaicParams.unique,
+        help="use each tile at most once (when there are fewer tiles than cells: as evenly as possible)",
+    )
+    make.add_argument(
+        "--tint",
+        type=float,
+        default=MosaicParams.tint,
+        metavar="PCT",
+        help="shift each tile's colours PCT %% of the way to its cell's colour (default: %(default)s)",
+    )
     make.add_argument("--quality", type=int, default=90, help="JPEG/WebP quality (default: %(default)s)")
     make.add_argument("--workers", type=int, default=None, help="decoding threads (default: all cores)")
     make.add_argument("-q", "--quiet", action="store_true", help="print only errors")
@@ -122,6 +149,10 @@ def _make(args: argparse.Namespace) -> int:
         color_space=args.color_space,
         cell_grid=args.cell_grid,
         aspect=args.aspect,
+        max_uses=args.max_uses,
+        min_distance=args.min_distance,
+        unique=args.unique,
+        tint=args.tint,
     )
     output = Path(args.output)
     try:
@@ -162,7 +193,7 @@ def _make(args: argparse.Namespace) -> int:
             f"wrote {output} ({report['width']}x{report['height']} px, "
             f"{result.cols}x{result.rows} tiles of {params.tile_shape[0]}x{params.tile_shape[1]} px)"
         )
-        print(f"distinct tiles used: {report['distinct_tiles']}, most uses of one tile: {report['max_uses']}")
+        _print_quality(result.quality)
         timings = result.timings
         print(
             f"time: tiles {decode_s:.2f} s, cover {timings['cover']:.2f} s, match {timings['match']:.2f} s, "
@@ -170,6 +201,14 @@ def _make(args: argparse.Namespace) -> int:
             f"total {time.perf_counter() - started:.2f} s"
         )
     return 0
+
+
+def _print_quality(quality: dict[str, float | int]) -> None:
+    print(
+        f"quality: colour error per cell {quality['cell_de']:.2f} (mean CIEDE2000), "
+        f"distinct tiles used {quality['distinct_tiles']}, most uses of one tile {quality['max_uses']}, "
+        f"neighbours with the same tile {100 * quality['adjacent_same']:.1f} %"
+    )
 
 
 def _print_tiles(tiles: TileSet) -> None:

@@ -268,7 +268,10 @@ const STAGES = { tiles: "Preparing tiles", cover: "Reading the cover", match: "M
 async function makeMosaic() {
   const form = new FormData();
   form.append("cover", state.cover, state.cover.name);
-  for (const id of ["cols", "tile_size", "format", "color_space", "cell_grid", "aspect"]) form.append(id, $(id).value);
+  for (const id of ["cols", "tile_size", "format", "color_space", "cell_grid", "aspect", "tint", "max_uses", "min_distance"]) {
+    form.append(id, $(id).value);
+  }
+  form.append("unique", $("unique").checked ? "true" : "false");
   let mosaic = await api("POST", `/api/sessions/${state.sessionId}/mosaics`, form);
   while (mosaic.state === "queued" || mosaic.state === "rendering") {
     const label = mosaic.state === "queued" ? "Waiting for a free worker" : (STAGES[mosaic.stage] || "Rendering");

@@ -1,14 +1,276 @@
-"""Choose a tile for every cell from its nearest candidates."""
+"""Choose a tile for every cell from its nearest candidates, under optional repetition rules.
+
+Without rules every cell simply gets its nearest tile. With rules (a cap on uses per tile, a
+minimum distance between two uses of one tile, or every tile at most once) the index is asked for
+each cell's ``k`` nearest tiles and a greedy pass places cells one by one, the cells that would
+lose most by not getting their first choice first, each taking its nearest candidate that breaks
+no rule. Cells whose ``k`` candidates are all taken are searched again among the tiles still under
+the cap only (with ``k`` doubled when the distance rule blocks most of them), so the work stays
+proportional to ``cells * k``.
+
+When there is a cap but no distance rule and the problem is small (cells x tile slots up to
+:data:`EXACT_ASSIGNMENT_LIMIT`), the placement is instead the optimal one: scipy's
+``linear_sum_assignment`` over ``cap`` slots per tile minimises the summed feature distance. The
+greedy pass is close when the cap leaves room; at tight caps the assignment is clearly better
+(docs/quality.md).
+
+Candidates come from :class:`CandidateSearch`: with sub-cell features (``cell_grid > 1``, 12 to
+192 numbers) a KD-tree is slow, so the search runs on the features' first principal components and
+the candidates it finds are re-ranked by their exact distance.
+
+When the library is too small for the rules (``unique`` or ``max_uses`` with fewer tile slots than
+cells), the cap is raised to the smallest that fits, ``ceil(cells / tiles)``, so tiles are reused
+as evenly as the library allows; when the minimum distance cannot be kept (too few tiles for a
+neighbourhood) a cell takes the least-used tile under the cap. No cell is ever left empty.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import NDArray
+from scipy.optimize import linear_sum_assignment
+from sklearn.neighbors import KDTree
 
 from app.engine.index import TileIndex
+
+log = logging.getLogger(__name__)
+
+#: Candidates first asked for per cell; doubled for the cells that run out.
+FIRST_K = 16
+#: Features are searched in this many principal components (when they have more numbers) ...
+PROJECTED_DIMS = 8
+#: ... and this many more candidates than asked for are re-ranked by their exact distance.
+EXTRA_CANDIDATES = 16
+#: Largest cells x tile-slots cost matrix solved exactly (about 0.3 s and 16 MB at the limit).
+EXACT_ASSIGNMENT_LIMIT = 2_000_000
+#: Candidate lists longer than this are ordered by their projected distance only.
+EXACT_UP_TO = 32
+_STALLED = 0.5  # a round that places less than half its cells doubles k
+_BATCH = 4096  # cells per search step: bounds the (cells, candidates, d) temporary
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Repetition rules. ``max_uses`` ``None`` = no cap; ``min_distance`` 0 = no distance rule:
+    with ``D > 0`` two cells within ``D`` cells of each other (Chebyshev distance: rows and columns
+    both differ by at most ``D``) never hold the same tile; ``unique`` = each tile at most once."""
+
+    max_uses: int | None = None
+    min_distance: int = 0
+    unique: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.unique or self.max_uses is not None or self.min_distance > 0
+
+    def cap(self, n_cells: int, n_tiles: int) -> int | None:
+        """The uses allowed per tile, raised to ``ceil(cells / tiles)`` when the library is too
+        small for the requested cap; ``None`` when there is no cap."""
+        wanted = 1 if self.unique else self.max_uses
+        if wanted is None:
+            return None
+        return max(wanted, math.ceil(n_cells / n_tiles))
+
+
+class CandidateSearch:
+    """The ``k`` nearest of some tiles by exact Euclidean distance, for many cells at once.
+
+    ``features`` ``(n_tiles, d)``; ``among`` limits the search to those tile indices. When ``d``
+    exceeds :data:`PROJECTED_DIMS` a KD-tree over the principal components proposes
+    ``k + EXTRA_CANDIDATES`` tiles and the exact distance picks the ``k`` (for ``k`` up to
+    :data:`EXACT_UP_TO`; longer lists, asked for cells that lost their first choices to rules, come
+    in projected order).
+    """
+
+    def __init__(self, features: NDArray[np.floating], among: NDArray[np.intp] | None = None) -> None:
+        self.features = np.asarray(features, dtype=np.float64)
+        self.ids = np.arange(len(self.features)) if among is None else np.asarray(among, dtype=np.intp)
+        self.squares = (self.features**2).sum(axis=1)  # (n_tiles,) for exact distances
+        self.mean, self.basis = _principal_axes(self.features)
+        self.tree = KDTree(self._project(self.features[self.ids]), leaf_size=32)
+
+    def among(self, ids: NDArray[np.intp]) -> CandidateSearch:
+        """The same search limited to the tiles ``ids`` (sharing this one's projection)."""
+        narrower = object.__new__(CandidateSearch)
+        narrower.features, narrower.ids = self.features, np.asarray(ids, dtype=np.intp)
+        narrower.squares = self.squares
+        narrower.mean, narrower.basis = self.mean, self.basis
+        narrower.tree = KDTree(self._project(self.features[narrower.ids]), leaf_size=32)
+        return narrower
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _project(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        return x if self.basis is None else (x - self.mean) @ self.basis
+
+    def query(self, cells: NDArray[np.floating], k: int) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
+        """``(distances, tile indices)``, both ``(n_cells, k)``, nearest first; ``k`` is capped at
+        the number of tiles searched."""
+        points = np.asarray(cells, dtype=np.float64)
+        k = max(1, min(k, len(self)))
+        dist = np.empty((len(points), k))
+        idx = np.empty((len(points), k), dtype=np.intp)
+        for start in range(0, len(points), _BATCH):
+            part = slice(start, start + _BATCH)
+            dist[part], idx[part] = self._query_batch(points[part], k)
+        return dist, idx
+
+    def _query_batch(
+        self, cells: NDArray[np.float64], k: int
+    ) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
+        if self.basis is None:
+            dist, local = self.tree.query(cells, k=k)
+            return dist, self.ids[local]
+        if k > EXACT_UP_TO:  # a wide net for left-over cells: the projected order is close enough
+            dist, local = self.tree.query(self._project(cells), k=k)
+            return dist, self.ids[local]
+        pool = min(k + EXTRA_CANDIDATES, len(self))
+        _, local = self.tree.query(self._project(cells), k=pool)
+        candidates = self.ids[local]  # (n, pool)
+        # |c - t|² = |c|² + |t|² - 2 c·t, without a (cells, candidates, d) difference array
+        dots = np.einsum("nd,nkd->nk", cells, self.features[candidates])
+        squared = (cells**2).sum(axis=1)[:, None] + self.squares[candidates] - 2.0 * dots
+        exact = np.sqrt(np.maximum(squared, 0.0))
+        best = np.argsort(exact, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(exact, best, axis=1), np.take_along_axis(candidates, best, axis=1)
+
+
+def _principal_axes(features: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
+    """Mean ``(d,)`` and the first :data:`PROJECTED_DIMS` principal axes ``(d, p)`` of
+    ``features`` (from the small ``d x d`` covariance matrix), or ``None`` when ``d`` is small."""
+    mean = features.mean(axis=0)
+    if features.shape[1] <= PROJECTED_DIMS or len(features) <= PROJECTED_DIMS:
+        return mean, None
+    centred = features - mean
+    _, vectors = np.linalg.eigh(centred.T @ centred)  # eigenvalues ascending
+    return mean, vectors[:, ::-1][:, :PROJECTED_DIMS].copy()
 
 
 def nearest_tiles(index: TileIndex, cells: NDArray[np.floating], rows: int, cols: int) -> NDArray[np.intp]:
     """Each cell's single nearest tile, as a ``(rows, cols)`` grid of tile indices."""
-    _, idx = index.query(cells, k=1)
+    _, idx = CandidateSearch(index.features).query(cells, k=1)
     return idx[:, 0].reshape(rows, cols)
+
+
+def choose_tiles(
+    index: TileIndex,
+    cells: NDArray[np.floating],
+    rows: int,
+    cols: int,
+    *,
+    rules: Rules = Rules(),
+    first_k: int = FIRST_K,
+) -> NDArray[np.intp]:
+    """A ``(rows, cols)`` grid of tile indices for ``cells`` ``(rows * cols, d)``, row by row,
+    that keeps ``rules``; each cell gets the nearest tile the rules allow."""
+    if not rules.active:
+        return nearest_tiles(index, cells, rows, cols)
+    n_cells, n_tiles = rows * cols, len(index)
+    cap = rules.cap(n_cells, n_tiles)
+    if cap is not None and cap > (1 if rules.unique else (rules.max_uses or 0)):
+        log.info("library of %d tiles too small for the cap on %d cells: %d uses each", n_tiles, n_cells, cap)
+    if (
+        cap is not None
+        and rules.min_distance == 0
+        and n_cells * n_tiles * min(cap, n_cells) <= EXACT_ASSIGNMENT_LIMIT
+    ):
+        return assign_optimally(index.features, cells, cap=cap).reshape(rows, cols)
+    placer = _Placer(rows, cols, n_tiles, cap=cap, radius=rules.min_distance)
+    features = index.features
+    k = first_k
+    search = CandidateSearch(features)
+    dist, candidates = search.query(cells, k)
+    pending = _priority_order(dist)
+    left = placer.place(pending, candidates[pending])
+    while left:
+        pending = np.array(left, dtype=np.intp)
+        free = placer.under_cap()
+        k = min(k, len(free))
+        _, candidates = search.among(free).query(cells[pending], k)
+        left = placer.place(pending, candidates)
+        if len(left) == len(pending) and k >= len(free):  # no rule-abiding tile anywhere
+            placer.place_least_used(np.array(left, dtype=np.intp))
+            break
+        if len(left) > _STALLED * len(pending):  # mostly blocked by the distance rule: look further
+            k *= 2
+    return placer.grid
+
+
+def assign_optimally(
+    features: NDArray[np.floating], cells: NDArray[np.floating], *, cap: int
+) -> NDArray[np.intp]:
+    """The placement ``(n_cells,)`` with no tile used more than ``cap`` times that minimises the
+    summed distance between ``cells`` ``(n_cells, d)`` and their tiles' ``features``
+    ``(n_tiles, d)``; needs ``cap * n_tiles >= n_cells``."""
+    tiles = np.asarray(features, dtype=np.float64)
+    points = np.asarray(cells, dtype=np.float64)
+    slots = min(cap, len(points))
+    squared = (points**2).sum(1)[:, None] + (tiles**2).sum(1)[None, :] - 2.0 * points @ tiles.T
+    cost = np.sqrt(np.maximum(squared, 0.0))  # (n_cells, n_tiles), no (cells, tiles, d) temporary
+    rows, cols = linear_sum_assignment(np.repeat(cost, slots, axis=1))
+    placed = np.empty(len(points), dtype=np.intp)
+    placed[rows] = cols // slots
+    return placed
+
+
+def _priority_order(dist: NDArray[np.float64]) -> NDArray[np.intp]:
+    """Cells ordered by what they lose if they cannot have their nearest tile (the gap between
+    their first and last candidate), largest loss first; ties broken by position."""
+    regret = dist[:, -1] - dist[:, 0]
+    return np.argsort(-regret, kind="stable").astype(np.intp)
+
+
+class _Placer:
+    """The greedy pass: places cells in the given order, keeping count of uses per tile."""
+
+    def __init__(self, rows: int, cols: int, n_tiles: int, *, cap: int | None, radius: int) -> None:
+        self.grid = np.full((rows, cols), -1, dtype=np.intp)
+        self.cols = cols
+        self.uses = [0] * n_tiles
+        self.cap = cap if cap is not None else n_tiles * rows * cols + 1
+        self.radius = radius
+
+    def under_cap(self) -> NDArray[np.intp]:
+        """The tiles that may still be placed."""
+        return np.flatnonzero(np.asarray(self.uses) < self.cap)
+
+    def _nearby(self, cell: int) -> set[int]:
+        """Tiles already placed within ``radius`` of ``cell``."""
+        if self.radius == 0:
+            return set()
+        r, c, d = cell // self.cols, cell % self.cols, self.radius
+        return set(self.grid[max(0, r - d) : r + d + 1, max(0, c - d) : c + d + 1].ravel().tolist())
+
+    def place(self, order: NDArray[np.intp], candidates: NDArray[np.intp]) -> list[int]:
+        """Place each cell of ``order`` on its first allowed tile among ``candidates``
+        ``(len(order), k)``; returns the cells for which none was allowed."""
+        uses, cap, flat = self.uses, self.cap, self.grid.reshape(-1)
+        left: list[int] = []
+        for cell, options in zip(order.tolist(), candidates.tolist(), strict=True):
+            nearby = self._nearby(cell)
+            for tile in options:
+                if uses[tile] < cap and tile not in nearby:
+                    flat[cell] = tile
+                    uses[tile] += 1
+                    break
+            else:
+                left.append(cell)
+        return left
+
+    def place_least_used(self, cells: NDArray[np.intp]) -> None:
+        """Last resort for cells no rule-abiding tile is left for: the least-used tile, keeping
+        the cap if any tile is under it and the distance rule if any such tile is not nearby."""
+        flat = self.grid.reshape(-1)
+        for cell in cells.tolist():
+            nearby = self._nearby(cell)
+            tile = min(
+                range(len(self.uses)),
+                key=lambda t: (self.uses[t] >= self.cap, t in nearby, self.uses[t]),
+            )
+            flat[cell] = tile
+            self.uses[tile] += 1

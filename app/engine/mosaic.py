@@ -12,9 +12,17 @@ from PIL import Image
 
 from app.engine.decode import DEFAULT_MAX_PIXELS, ImageSource, load_rgb
 from app.engine.errors import BadParameter, NoUsableTiles
-from app.engine.features import COLOR_SPACES, ColorSpace, cover_features, tile_features
+from app.engine.features import (
+    COLOR_SPACES,
+    ColorSpace,
+    block_means,
+    cell_means,
+    cover_features,
+    tile_features,
+)
 from app.engine.index import TileIndex
-from app.engine.matching import nearest_tiles
+from app.engine.matching import Rules, choose_tiles
+from app.engine.quality import quality_report
 from app.engine.render import check_output_size, stitch
 from app.engine.tiles import TileSet
 
@@ -23,19 +31,29 @@ StageProgress = Callable[[str, int, int], None]
 
 MAX_COLS = 1000
 MAX_TILE_SIZE = 512
+MAX_CELL_GRID = 8
+MAX_MIN_DISTANCE = 20
 #: The cover is decoded at least this many pixels per feature block (JPEG draft scaling).
 _COVER_OVERSAMPLING = 4
 
 
 @dataclass(frozen=True)
 class MosaicParams:
-    """What a user chooses about a mosaic. Every field is validated by :meth:`validate`."""
+    """What a user chooses about a mosaic. Every field is validated by :meth:`validate`.
+
+    The defaults of ``color_space``, ``cell_grid`` and ``tint`` were chosen by measurement
+    (bench/quality.py; figures in docs/quality.md).
+    """
 
     cols: int = 80
     tile_size: int = 32  # output width of one tile in pixels
     color_space: ColorSpace = "lab"
-    cell_grid: int = 1  # each cell described by cell_grid x cell_grid mean colours
+    cell_grid: int = 4  # each cell described by cell_grid x cell_grid mean colours
     aspect: tuple[int, int] = (1, 1)  # cell width : height
+    max_uses: int | None = None  # uses allowed per tile; None = no cap
+    min_distance: int = 0  # cells within this distance never hold the same tile; 0 = no rule
+    unique: bool = False  # each tile at most once (when the library has as many tiles as cells)
+    tint: float = 10.0  # % of the way each placed tile's mean colour is shifted to its cell's
     max_output_pixels: int | None = 400_000_000
 
     def validate(self) -> MosaicParams:
@@ -47,12 +65,30 @@ class MosaicParams:
             raise BadParameter(
                 "color_space", f"must be one of {', '.join(COLOR_SPACES)}, got {self.color_space!r}"
             )
-        if not 1 <= self.cell_grid <= 8:
-            raise BadParameter("cell_grid", f"must be between 1 and 8, got {self.cell_grid}")
+        if not 1 <= self.cell_grid <= MAX_CELL_GRID:
+            raise BadParameter("cell_grid", f"must be between 1 and {MAX_CELL_GRID}, got {self.cell_grid}")
         aw, ah = self.aspect
         if not (1 <= aw <= 100 and 1 <= ah <= 100 and 1 / 4 <= aw / ah <= 4):
             raise BadParameter("aspect", f"must be W:H with a ratio between 1:4 and 4:1, got {aw}:{ah}")
+        self._validate_repetition()
+        if not 0 <= self.tint <= 100:
+            raise BadParameter("tint", f"must be a percentage between 0 and 100, got {self.tint}")
         return self
+
+    def _validate_repetition(self) -> None:
+        if self.max_uses is not None and self.max_uses < 1:
+            raise BadParameter("max_uses", f"must be at least 1 (or unset for no cap), got {self.max_uses}")
+        if not 0 <= self.min_distance <= MAX_MIN_DISTANCE:
+            raise BadParameter(
+                "min_distance", f"must be between 0 and {MAX_MIN_DISTANCE} cells, got {self.min_distance}"
+            )
+        if not isinstance(self.unique, bool):
+            raise BadParameter("unique", f"must be true or false, got {self.unique!r}")
+
+    @property
+    def rules(self) -> Rules:
+        """The repetition rules these parameters ask for."""
+        return Rules(max_uses=self.max_uses, min_distance=self.min_distance, unique=self.unique)
 
     @property
     def tile_shape(self) -> tuple[int, int]:
@@ -83,6 +119,9 @@ class MosaicResult:
     tile_names: list[str]
     params: MosaicParams
     timings: dict[str, float] = field(default_factory=dict)
+    #: Figures from :func:`app.engine.quality.quality_report`: cell_de, distinct_tiles, max_uses,
+    #: adjacent_same.
+    quality: dict[str, float | int] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -96,7 +135,7 @@ class MosaicResult:
         return Image.fromarray(self.image, mode="RGB")
 
     def report(self) -> dict[str, object]:
-        """A JSON-ready summary: grid, size, tile usage and timings."""
+        """A JSON-ready summary: grid, size, tile usage, quality figures and timings."""
         counts = np.bincount(self.grid.ravel(), minlength=len(self.tile_names))
         return {
             "cols": self.cols,
@@ -105,6 +144,7 @@ class MosaicResult:
             "height": int(self.image.shape[0]),
             "distinct_tiles": int((counts > 0).sum()),
             "max_uses": int(counts.max()),
+            "quality": dict(self.quality),
             "params": asdict(self.params),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
         }
@@ -197,15 +237,32 @@ def make_mosaic(
     if index is None:
         index = build_index(tiles, params)
     report("match", 0, rows * params.cols)
-    grid = nearest_tiles(index, cells, rows, params.cols)
+    grid = choose_tiles(index, cells, rows, params.cols, rules=params.rules)
     timings["match"] = time.perf_counter() - t
     report("match", rows * params.cols, rows * params.cols)
 
     t = time.perf_counter()
     used, local = np.unique(grid, return_inverse=True)
+    local = local.reshape(grid.shape)
     report("render", 0, rows)
-    mosaic = stitch(tiles.resized((tile_w, tile_h), used), local.reshape(grid.shape))
+    placed = tiles.resized((tile_w, tile_h), used)
+    placed_means = block_means(placed, 1)[:, 0, 0]  # (n_used, 3)
+    cover_means = cell_means(image, params.cols, rows)  # (rows, cols, 3)
+    offsets = tint_offsets(cover_means, placed_means[local], params.tint)
+    mosaic = stitch(placed, local, cell_offsets=offsets)
     timings["render"] = time.perf_counter() - t
     report("render", rows, rows)
+    quality = quality_report(cover_means, placed_means, local, offsets)
     timings["total"] = time.perf_counter() - t0
-    return MosaicResult(mosaic, grid, list(tiles.names), params, timings)
+    return MosaicResult(mosaic, grid, list(tiles.names), params, timings, quality)
+
+
+def tint_offsets(
+    cover_means: NDArray[np.floating], shown_means: NDArray[np.floating], tint: float
+) -> NDArray[np.float64] | None:
+    """Per-cell colour shifts ``(rows, cols, 3)`` that move each placed tile's mean colour
+    ``shown_means`` ``tint`` % of the way to its cell's ``cover_means`` (both ``(rows, cols, 3)``
+    sRGB); ``None`` when ``tint`` is 0, so the tiles stay byte for byte as they are."""
+    if tint <= 0:
+        return None
+    return (tint / 100.0) * (np.asarray(cover_means, dtype=np.float64) - shown_means)

@@ -19,14 +19,22 @@ MEDIA_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 FILE_EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp"}
 
 
-def stitch(tiles: NDArray[np.uint8], grid: NDArray[np.intp]) -> NDArray[np.uint8]:
+def stitch(
+    tiles: NDArray[np.uint8], grid: NDArray[np.intp], *, cell_offsets: NDArray[np.floating] | None = None
+) -> NDArray[np.uint8]:
     """Lay ``tiles`` ``(n, h, w, 3)`` out as ``grid`` ``(rows, cols)`` says: one array
-    ``(rows * h, cols * w, 3)``, built by a single fancy-indexing step, no loop per cell."""
+    ``(rows * h, cols * w, 3)``, built by a single fancy-indexing step, no loop per cell.
+
+    ``cell_offsets`` ``(rows, cols, 3)``, in 0..255 RGB units, is added to every pixel of the tile
+    in that cell (colour correction, ``tint``), clipped to 0..255; ``None`` leaves tiles untouched."""
     rows, cols = grid.shape
     _, h, w, _ = tiles.shape
     out = np.empty((rows, h, cols, w, 3), dtype=np.uint8)
     # out[r, :, c, :, :] = tiles[grid[r, c]]; writing through a transposed view avoids a copy.
     out.transpose(0, 2, 1, 3, 4)[...] = tiles[grid]
+    if cell_offsets is not None:
+        shift = np.rint(cell_offsets).astype(np.int16)[:, None, :, None, :]  # broadcast over h and w
+        np.clip(out + shift, 0, 255, out=out, casting="unsafe")
     return out.reshape(rows * h, cols * w, 3)
 
 

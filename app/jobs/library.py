@@ -15,6 +15,7 @@ is loaded again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -28,7 +29,7 @@ from typing import IO
 import numpy as np
 
 from app.engine import MosaicParams, TileIndex, TileSet
-from app.engine.features import tile_features
+from app.engine.features import tile_features, weights_for
 from app.engine.tiles import Rejection
 from app.jobs.locks import SessionLocks
 from app.jobs.records import Records, UploadEntry
@@ -239,7 +240,8 @@ class Libraries:
         shape, color_space, cell_grid = key
         if key not in cached.indexes:
             tiles, folder = cached.tiles[shape], cached.folders[shape]
-            path = folder / f"features-{color_space}-{cell_grid}.npy"
+            version = hashlib.sha1(repr(weights_for(color_space)).encode()).hexdigest()[:8]  # type: ignore[arg-type]
+            path = folder / f"features-{color_space}-{cell_grid}-{version}.npy"  # weights change: new file
             if self.storage.fetch(path):
                 index = TileIndex.load(path)
             else:

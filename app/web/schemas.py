@@ -21,6 +21,26 @@ class MosaicOptions(BaseModel):
     color_space: ColorSpace = Field(_DEFAULTS.color_space, description="where colour distance is measured")
     cell_grid: int = Field(_DEFAULTS.cell_grid, ge=1, le=8, description="N x N mean colours per cell")
     aspect: str = Field("1:1", pattern=r"^\d{1,3}:\d{1,3}$", description="cell shape W:H, e.g. 4:3")
+    max_uses: int | None = Field(
+        _DEFAULTS.max_uses, ge=1, description="uses allowed per tile; empty = no cap"
+    )
+    min_distance: int = Field(
+        _DEFAULTS.min_distance, ge=0, le=50, description="cells within this distance never hold the same tile"
+    )
+    unique: bool = Field(
+        _DEFAULTS.unique, description="each tile at most once, where the library is large enough"
+    )
+    tint: float = Field(
+        _DEFAULTS.tint,
+        ge=0,
+        le=100,
+        description="% each tile's colour is shifted toward its cell (0 = unaltered)",
+    )
+
+    @field_validator("max_uses", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("format", mode="before")
     @classmethod

@@ -286,3 +286,24 @@ def test_openapi_documents_the_endpoints(client: TestClient) -> None:
         "/healthz",
     ]:
         assert path in paths, path
+
+
+def test_quality_options_reach_the_engine(client: TestClient, corpus: Path, photo_tiles: list[Path]) -> None:
+    session = ready_session(client, photo_tiles[:100])
+    cover = corpus / "covers" / "mate-LadyBird.jpg"
+    capped = make(client, session["id"], cover, cols=12, tile_size=8, max_uses=2, min_distance=1, tint=0)
+    assert capped["state"] == "ready", capped
+    assert capped["params"]["max_uses"] == 2 and capped["params"]["tint"] == 0
+    assert capped["report"]["max_uses"] <= 2
+    assert capped["report"]["quality"]["adjacent_same"] == 0
+    unique = make(client, session["id"], cover, cols=8, tile_size=8, unique="true", max_uses="")
+    assert unique["report"]["distinct_tiles"] == 8 * unique["rows"]
+    assert_error(
+        client.post(
+            f"/api/sessions/{session['id']}/mosaics",
+            files={"cover": (cover.name, cover.read_bytes())},
+            data={"tint": "150"},
+        ),
+        422,
+        field="tint",
+    )

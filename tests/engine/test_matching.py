@@ -1,0 +1,110 @@
+"""Repetition rules: caps, minimum distance and unique placement are kept, and no cell is left empty."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from app.engine import MosaicParams, TileIndex, TileSet, make_mosaic
+from app.engine.matching import Rules, choose_tiles
+from tests.conftest import cell_error, read_image
+
+
+@pytest.fixture(scope="module")
+def library(photo_tiles: list[Path]) -> TileSet:
+    return TileSet.from_paths(photo_tiles, size=(8, 8))
+
+
+def closest_repeat(grid: NDArray[np.intp]) -> int:
+    """The smallest Chebyshev distance between two cells holding the same tile (a large number
+    when no tile repeats)."""
+    rows, cols = grid.shape
+    for d in range(1, max(rows, cols)):
+        for dr in range(0, d + 1):
+            for dc in range(-d, d + 1):
+                if max(abs(dr), abs(dc)) != d or (dr == 0 and dc <= 0):
+                    continue
+                a = grid[max(0, -dr) : rows - max(0, dr), max(0, -dc) : cols - max(0, dc)]
+                b = grid[max(0, dr) : rows - max(0, -dr), max(0, dc) : cols - max(0, -dc)]
+                if (a == b).any():
+                    return d
+    return max(rows, cols)
+
+
+def test_max_uses_caps_every_tile(corpus: Path, library: TileSet) -> None:
+    cover = corpus / "covers" / "mate-LadyBird.jpg"
+    free = make_mosaic(cover, library, MosaicParams(cols=40, tile_size=8))
+    capped = make_mosaic(cover, library, MosaicParams(cols=40, tile_size=8, max_uses=6))
+    assert np.bincount(free.grid.ravel()).max() > 6, "the cap would not bind on this cover"
+    assert np.bincount(capped.grid.ravel()).max() <= 6
+    assert capped.quality["max_uses"] <= 6
+    assert capped.quality["distinct_tiles"] > free.quality["distinct_tiles"]
+    # The cap costs colour fidelity but the mosaic still resembles its cover.
+    image = read_image(cover, "RGB")
+    assert cell_error(image, capped.image, 40, capped.rows) < 2.5 * cell_error(
+        image, free.image, 40, free.rows
+    )
+
+
+@pytest.mark.parametrize("distance", [1, 3])
+def test_min_distance_keeps_uses_of_a_tile_apart(corpus: Path, library: TileSet, distance: int) -> None:
+    params = MosaicParams(cols=40, tile_size=8, min_distance=distance)
+    result = make_mosaic(corpus / "covers" / "mate-Dune.jpg", library, params)
+    assert closest_repeat(result.grid) > distance
+    assert result.quality["adjacent_same"] == 0.0
+
+
+def test_unique_uses_every_tile_at_most_once_when_the_library_suffices(
+    corpus: Path, library: TileSet
+) -> None:
+    result = make_mosaic(corpus / "covers" / "mate-Aqua.jpg", library, MosaicParams(cols=20, unique=True))
+    assert result.grid.size <= len(library)
+    assert len(np.unique(result.grid)) == result.grid.size
+
+
+def test_unique_with_too_few_tiles_reuses_evenly_and_fills_every_cell() -> None:
+    rng = np.random.default_rng(5)
+    feats = rng.random((7, 3)) * 100
+    cells = rng.random((5 * 6, 3)) * 100
+    grid = choose_tiles(TileIndex(feats), cells, 5, 6, rules=Rules(unique=True, min_distance=1))
+    counts = np.bincount(grid.ravel(), minlength=7)
+    assert (grid >= 0).all()
+    assert counts.max() == 5  # ceil(30 cells / 7 tiles)
+
+
+def test_impossible_distance_still_fills_every_cell() -> None:
+    """Two tiles cannot keep every 3x3 neighbourhood free of repeats: the least-used tile fills in."""
+    grid = choose_tiles(
+        TileIndex(np.array([[0.0], [1.0]])), np.zeros((16, 1)), 4, 4, rules=Rules(min_distance=1)
+    )
+    assert set(grid.ravel().tolist()) == {0, 1}
+    assert abs(int((grid == 0).sum()) - int((grid == 1).sum())) <= 1
+
+
+def test_rules_choose_the_nearest_allowed_tile() -> None:
+    """Tiles 0..9 on a line, every cell at 0: with a cap of 2 the cells get 0, 0, 1, 1, 2, 2."""
+    index = TileIndex(np.arange(10, dtype=float)[:, None])
+    grid = choose_tiles(index, np.zeros((6, 1)), 1, 6, rules=Rules(max_uses=2), first_k=2)
+    assert sorted(grid.ravel().tolist()) == [0, 0, 1, 1, 2, 2]
+
+
+@pytest.mark.parametrize(
+    ("field", "params"),
+    [
+        ("max_uses", MosaicParams(max_uses=0)),
+        ("min_distance", MosaicParams(min_distance=-1)),
+        ("min_distance", MosaicParams(min_distance=21)),
+        ("tint", MosaicParams(tint=101)),
+        ("tint", MosaicParams(tint=-1)),
+        ("unique", MosaicParams(unique="yes")),  # type: ignore[arg-type]
+    ],
+)
+def test_bad_repetition_and_tint_parameters_name_the_field(field: str, params: MosaicParams) -> None:
+    from app.engine import BadParameter
+
+    with pytest.raises(BadParameter) as info:
+        params.validate()
+    assert info.value.field == field

@@ -104,3 +104,10 @@ class Health(BaseModel):
     status: Literal["ok"]
     version: str
     jobs_idle: bool
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str] = Field(
+        description='each backend ("records", "jobs", "storage"): "ok" or the error'
+    )

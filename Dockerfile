@@ -1,4 +1,4 @@
-# Tessera web service: slim Python, non-root, the README's install command.
+# Tessera: slim Python, non-root. Runs `tessera serve`; `tessera worker` for a cluster (deploy/).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -11,7 +11,7 @@ COPY pyproject.toml README.md ./
 COPY app ./app
 COPY templates ./templates
 COPY static ./static
-RUN pip install -e . \
+RUN pip install -e '.[scale]' \
     && useradd --create-home --uid 10001 tessera \
     && mkdir -p /data && chown tessera /data
 

@@ -1,5 +1,6 @@
 """The ``tessera`` command line: ``tessera make`` builds a mosaic (and, if asked, its Deep Zoom
-pyramid and an animation), ``tessera serve`` runs the web app."""
+pyramid and an animation), ``tessera serve`` runs the web app, ``tessera worker`` runs background
+jobs for a cluster of web processes."""
 
 from __future__ import annotations
 
@@ -143,6 +144,19 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default: 8000)")
     serve.set_defaults(run=_serve)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run background jobs from the queue (needs TESSERA_BROKER_URL)",
+        description="Take index builds and renders from the Celery queues on TESSERA_BROKER_URL and run "
+        "them; SIGTERM lets running jobs finish first. Settings: TESSERA_WORKER_CONCURRENCY, "
+        "TESSERA_WORKER_QUEUES, and the storage settings the web processes use.",
+    )
+    worker.add_argument("--name", default=None, help="worker name, unique in the cluster (default: tessera)")
+    worker.add_argument("--concurrency", type=int, default=None, help="jobs at once (default: setting)")
+    worker.add_argument("--queues", default=None, help="comma-separated queues (default: setting, all)")
+    worker.add_argument("--loglevel", default="INFO", help="log level (default: %(default)s)")
+    worker.set_defaults(run=_worker)
     return parser
 
 
@@ -336,6 +350,24 @@ def _serve(args: argparse.Namespace) -> int:
     from app.server import serve  # the web stack is imported only when serving
 
     return serve(host=args.host, port=args.port)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from app.jobs.worker import run_worker  # Celery is imported only by workers
+    from app.settings import get_settings
+
+    overrides: dict[str, object] = {}
+    if args.concurrency is not None:
+        overrides["worker_concurrency"] = args.concurrency
+    if args.queues is not None:
+        overrides["worker_queues"] = args.queues
+    settings = get_settings()
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    if not settings.broker_url:
+        return _fail("tessera worker needs TESSERA_BROKER_URL (e.g. redis://127.0.0.1:6379/0)", code=2)
+    logging.getLogger().setLevel(args.loglevel.upper())
+    return run_worker(settings, name=args.name, loglevel=args.loglevel)
 
 
 class _ProgressBar:

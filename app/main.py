@@ -27,6 +27,7 @@ STATIC = Path(__file__).resolve().parents[1] / "static"
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    Services.prepare(settings)
     services = Services.build(settings)
 
     @asynccontextmanager

@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _MB = 1024 * 1024
@@ -41,10 +41,52 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(300.0, gt=0, description="how often expired sessions are swept")
     library_cache_sessions: int = Field(4, ge=1, description="session tile libraries kept in memory")
 
+    # Scaling past one machine: a broker switches jobs to Celery workers and records to Redis;
+    # S3 settings switch shared files to an object store (the data folder becomes a local cache).
+    broker_url: str | None = Field(None, description="redis://host:6379/0 sends jobs to `tessera worker`s")
+    index_queue: str = Field("tessera-index", min_length=1, description="Celery queue of index builds")
+    render_queue: str = Field("tessera-render", min_length=1, description="Celery queue of renders")
+    worker_concurrency: int = Field(1, ge=1, le=64, description="jobs one `tessera worker` runs at once")
+    worker_queues: str | None = Field(None, description="comma-separated queues a worker takes (all)")
+    visibility_timeout_seconds: int = Field(
+        3600, ge=5, description="a job not acknowledged this long (its worker died) is handed out again"
+    )
+    lock_timeout_seconds: float = Field(
+        30.0, ge=2, description="a dead worker's session lock expires after this long"
+    )
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO); none = AWS")
+    s3_bucket: str | None = Field(None, description="bucket for shared files; unset = local folder only")
+    s3_prefix: str = Field("", description="key prefix inside the bucket")
+    s3_region: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    presigned_downloads: bool = Field(False, description="redirect downloads to presigned S3 URLs")
+    presigned_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600, description="lifetime of those URLs")
+
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("broker_url", "s3_bucket", "s3_endpoint_url", "worker_queues", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _check_scale(self) -> Settings:
+        if self.broker_url and not self.broker_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("TESSERA_BROKER_URL must be a redis:// (or rediss://, unix://) URL")
+        if self.presigned_downloads and not self.s3_bucket:
+            raise ValueError("TESSERA_PRESIGNED_DOWNLOADS needs TESSERA_S3_BUCKET")
+        return self
+
+    @property
+    def queues(self) -> list[str]:
+        """The queues a worker consumes."""
+        if self.worker_queues:
+            return [q.strip() for q in self.worker_queues.split(",") if q.strip()]
+        return [self.index_queue, self.render_queue]
 
     @property
     def database_path(self) -> Path:

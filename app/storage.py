@@ -3,25 +3,35 @@
 Layout under the data folder::
 
     sessions/<session id>/uploads/000001.jpg ...    uploaded files, named by number, never by
-                         /uploads.jsonl              the client's file name (one JSON line each)
+                                                     the client's file name (the manifest of
+                                                     names is in the records)
                          /tiles/<w>x<h>/            decoded tile thumbnails + features (.npy)
                          /mosaics/<mosaic id>/      the cover and the finished mosaic
+
+With an object store configured (``TESSERA_S3_*``), the same layout is kept in the bucket, and
+the data folder is each process's working cache of it: a file another process needs is
+*published* once written, and *fetched* before it is read. Files that never change once
+written are fetched once and reused; the few that change (a library's pointer and source
+list) are fetched ``fresh``. Without an object store, publishing and fetching do nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
-import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    from app.object_store import ObjectStore
 
 _COPY_CHUNK = 1024 * 1024
+_TRANSFER_THREADS = 8
 
 
 class FileTooLarge(Exception):
@@ -42,20 +52,24 @@ class Upload:
 
 
 class Storage:
-    """Local-folder storage of sessions and their files."""
+    """Sessions and their files: a local folder, optionally backed by a shared object store."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, remote: ObjectStore | None = None) -> None:
         self.root = root
+        self.remote = remote
         self.sessions = root / "sessions"
         self.sessions.mkdir(parents=True, exist_ok=True)
-        self._manifest_lock = threading.Lock()
-        self._last_seq: dict[str, int] = {}
         self._used = folder_size(root)
+
+    @property
+    def shared(self) -> bool:
+        """True when files live in an object store other processes read too."""
+        return self.remote is not None
 
     @property
     def used_bytes(self) -> int:
         """Bytes under the data folder: measured at start and by each sweep, plus what was
-        written through :meth:`add_upload` since."""
+        written through :meth:`write_upload` since."""
         return self._used
 
     def measure(self) -> int:
@@ -78,48 +92,103 @@ class Storage:
         self.uploads_dir(session_id).mkdir(parents=True, exist_ok=False)
 
     def delete_session(self, session_id: str) -> None:
-        self._last_seq.pop(session_id, None)
+        shutil.rmtree(self.session_dir(session_id), ignore_errors=True)
+        if self.remote is not None:
+            self.remote.delete_prefix(self.key(self.session_dir(session_id)) + "/")
+
+    def forget_local(self, session_id: str) -> None:
+        """Drop this process's cached copy of a session (the shared copy stays)."""
         shutil.rmtree(self.session_dir(session_id), ignore_errors=True)
 
-    def add_upload(self, session_id: str, name: str, stream: IO[bytes], *, max_bytes: int) -> Upload:
-        """Copy an uploaded file into the session under the next number; record its name."""
-        folder = self.uploads_dir(session_id)
-        suffix = _safe_suffix(name)
-        with self._manifest_lock:
-            seq = self._next_seq(session_id)
-            path = folder / f"{seq:06d}{suffix}"
-            path.touch(exist_ok=False)  # reserve the number before the lock is released
-        try:
-            self._used += write_stream_atomically(stream, path, max_bytes=max_bytes)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        with self._manifest_lock, open(self.session_dir(session_id) / "uploads.jsonl", "a") as fh:
-            fh.write(json.dumps({"seq": seq, "name": name, "file": path.name}) + "\n")
+    def write_upload(
+        self, session_id: str, seq: int, name: str, stream: IO[bytes], *, max_bytes: int
+    ) -> Upload:
+        """Copy an uploaded file into the session under its number, and publish it."""
+        path = self.uploads_dir(session_id) / f"{seq:06d}{_safe_suffix(name)}"
+        written = write_stream_atomically(stream, path, max_bytes=max_bytes)
+        self._used += written
+        self.publish(path)
         return Upload(seq, name, path)
-
-    def uploads(self, session_id: str) -> list[Upload]:
-        """Every recorded upload of a session, in upload order."""
-        manifest = self.session_dir(session_id) / "uploads.jsonl"
-        if not manifest.exists():
-            return []
-        folder = self.uploads_dir(session_id)
-        found = []
-        for line in manifest.read_text().splitlines():
-            if line.strip():
-                entry = json.loads(line)
-                found.append(Upload(int(entry["seq"]), str(entry["name"]), folder / entry["file"]))
-        return sorted(found, key=lambda u: u.seq)
-
-    def _next_seq(self, session_id: str) -> int:
-        if session_id not in self._last_seq:  # first upload since start: continue after what is on disk
-            names = (p.name for p in self.uploads_dir(session_id).iterdir())
-            self._last_seq[session_id] = max((int(n[:6]) for n in names if n[:6].isdigit()), default=0)
-        self._last_seq[session_id] += 1
-        return self._last_seq[session_id]
 
     def iter_session_ids(self) -> Iterator[str]:
         return (p.name for p in self.sessions.iterdir() if p.is_dir())
+
+    # sharing through the object store ---------------------------------------------------------
+
+    def key(self, path: Path) -> str:
+        """The object key of a path under the data folder (its relative POSIX path)."""
+        return path.relative_to(self.root).as_posix()
+
+    def publish(self, *paths: Path) -> None:
+        """Copy files just written into the object store (in the order given, so a pointer
+        listed last appears only after what it points to)."""
+        if self.remote is None:
+            return
+        for path in paths:
+            self.remote.put_file(self.key(path), path)
+
+    def publish_many(self, paths: Iterable[Path]) -> None:
+        """Publish files in parallel, in no particular order."""
+        remote = self.remote
+        if remote is None:
+            return
+        with ThreadPoolExecutor(_TRANSFER_THREADS) as pool:
+            list(pool.map(lambda p: remote.put_file(self.key(p), p), paths))
+
+    def publish_tree(self, folder: Path) -> None:
+        self.publish_many(p for p in folder.rglob("*") if p.is_file() and not p.name.endswith(".part"))
+
+    def fetch(self, path: Path, *, fresh: bool = False) -> bool:
+        """Make sure the local copy of ``path`` is there; True if the file exists.
+
+        Without ``fresh`` a local copy is trusted (the file never changes once written). With
+        ``fresh`` it is downloaded again, and removed locally if the shared copy is gone.
+        """
+        if self.remote is None or (not fresh and path.exists()):
+            return path.exists()
+        if self.remote.get_file(self.key(path), path):
+            return True
+        if fresh:
+            path.unlink(missing_ok=True)
+        return False
+
+    def fetch_many(self, paths: Iterable[Path]) -> None:
+        """Fetch files (never changing once written) that are not cached yet, in parallel."""
+        remote = self.remote
+        missing = [p for p in paths if not p.exists()]
+        if remote is None or not missing:
+            return
+        with ThreadPoolExecutor(_TRANSFER_THREADS) as pool:
+            list(pool.map(lambda p: remote.get_file(self.key(p), p), missing))
+
+    def fetch_tree(self, folder: Path) -> None:
+        """Fetch every file under ``folder`` that is not cached yet."""
+        if self.remote is None:
+            return
+        keys = self.remote.list(self.key(folder) + "/")
+        self.fetch_many(self.root / key for key in keys)
+
+    def delete_tree(self, folder: Path) -> None:
+        """Remove a folder here and in the object store."""
+        shutil.rmtree(folder, ignore_errors=True)
+        if self.remote is not None:
+            self.remote.delete_prefix(self.key(folder) + "/")
+
+    def download_url(self, path: Path, *, seconds: int, filename: str, media_type: str, inline: bool) -> str:
+        """A presigned URL that downloads ``path`` straight from the object store."""
+        if self.remote is None:
+            raise RuntimeError("presigned URLs need an object store")
+        return self.remote.presigned_url(
+            self.key(path), seconds=seconds, filename=filename, media_type=media_type, inline=inline
+        )
+
+    def check(self) -> None:
+        """Raise if the storage cannot be written (readiness)."""
+        probe = self.root / ".ready-probe"
+        write_bytes_atomically(b"ok", probe)
+        probe.unlink(missing_ok=True)
+        if self.remote is not None:
+            self.remote.check()
 
 
 def folder_size(folder: Path) -> int:
@@ -155,11 +224,19 @@ def write_stream_atomically(stream: IO[bytes], path: Path, *, max_bytes: int | N
 
 
 def write_bytes_atomically(data: bytes, path: Path) -> None:
+    with atomic_writer(path) as out:
+        out.write(data)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator[BinaryIO]:
+    """A file to write ``path`` through: a unique temporary name, renamed when the block ends
+    (removed if it fails), so two writers of one file never mix their bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(data)
+            yield out
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -46,7 +46,7 @@ def library(count: int) -> Path:
 
 def child(folder: str, cover: str, cols: int, px: int, output: str) -> None:
     """Inside the measured process: load, match, render, encode; print the phase times as JSON."""
-    import scipy.spatial  # noqa: F401  (imported already in a running server)
+    import sklearn.neighbors  # noqa: F401  (imported already in a running server)
 
     from app.engine import MosaicParams, TileIndex, make_mosaic
     from app.engine.render import encode

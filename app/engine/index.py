@@ -1,6 +1,6 @@
 """An exact nearest-neighbour index over tile features.
 
-Mean-colour features (3 numbers) go straight into a KD-tree (SciPy's). Richer features
+Mean-colour features (3 numbers) go straight into scikit-learn's KD-tree. Richer features
 (``cell_grid`` 2..8: 12 to 192 numbers) defeat a KD-tree, which then visits most tiles, so they are
 rotated onto their principal axes and searched in two steps that stay exact:
 
@@ -11,10 +11,9 @@ rotated onto their principal axes and searched in two steps that stay exact:
    ``k``-th full distance ask the tree for every tile within that distance (projected), and keep
    the ``k`` nearest of those by full distance.
 
-Cells are searched in chunks on all cores (the tree releases the GIL). SciPy's tree is used
-rather than scikit-learn's because it imports in a fifth of the time, which a cold
-``tessera make`` notices. Only the feature array is
-ever stored; the rotation and tree are refitted when loaded (tens of milliseconds for 20,000 tiles),
+Cells are searched in chunks on all cores. scikit-learn is imported only when an index is built
+(it costs a cold ``tessera make`` about a third of a second). Only the feature array is ever
+stored; the rotation and tree are refitted when loaded (tens of milliseconds for 20,000 tiles),
 so no pickled estimator lives on disk.
 """
 
@@ -40,19 +39,32 @@ _WIDEN = 4  # candidates per wanted neighbour in the first step
 class TileIndex:
     """Exact ``k``-nearest-neighbour search over ``features`` ``(n_tiles, d)``."""
 
-    def __init__(self, features: NDArray[np.floating], *, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        features: NDArray[np.floating],
+        *,
+        ids: NDArray[np.intp] | None = None,
+        workers: int | None = None,
+    ) -> None:
         features = np.ascontiguousarray(features, dtype=np.float64)
         if features.ndim != 2 or len(features) == 0:
             raise ValueError(f"features must be a non-empty (n, d) array, got shape {features.shape}")
         self.features = features
+        #: The tile number each row stands for (a subset index answers in the full set's numbers).
+        self.ids = np.arange(len(features)) if ids is None else np.asarray(ids, dtype=np.intp)
         self.workers = workers or usable_cores()
         self._centre: NDArray[np.float64] = features.mean(axis=0)
         self._axes = _principal_axes(features - self._centre)  # (d, d) rows: unit axes
         self._rotated = (features - self._centre) @ self._axes.T  # (n, d), same distances
         self._dims = features.shape[1] if features.shape[1] <= DIRECT_DIMS else PROJECTED_DIMS
-        from scipy.spatial import cKDTree  # here: a fifth of a second to import, paid only when used
+        from sklearn.neighbors import KDTree  # imported here: only a built index pays for it
 
-        self._tree = cKDTree(self._rotated[:, : self._dims], leafsize=16, balanced_tree=False)
+        self._tree = KDTree(self._rotated[:, : self._dims], leaf_size=16)
+
+    def subset(self, ids: NDArray[np.intp]) -> TileIndex:
+        """An index over only the tiles ``ids`` (answers still use the full set's tile numbers)."""
+        ids = np.asarray(ids, dtype=np.intp)
+        return TileIndex(self.features[ids], ids=self.ids[ids], workers=self.workers)
 
     def __len__(self) -> int:
         return len(self.features)
@@ -83,17 +95,17 @@ class TileIndex:
         else:
             with ThreadPoolExecutor(min(self.workers, len(starts))) as pool:
                 list(pool.map(run, starts))
-        return dist, idx
+        return dist, self.ids[idx]
 
     def _query_chunk(
         self, cells: NDArray[np.float64], k: int
     ) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
         """Exact search for rotated ``cells`` ``(m, d)``."""
         if self._dims == self.dims:
-            dist, idx = self._tree.query(cells, k=[*range(1, k + 1)])
+            dist, idx = self._tree.query(cells, k=k)
             return dist, idx.astype(np.intp)
         wide = min(len(self), k * _WIDEN)
-        projected, cand = self._tree.query(cells[:, : self._dims], k=[*range(1, wide + 1)])
+        projected, cand = self._tree.query(cells[:, : self._dims], k=wide)
         owner = np.repeat(np.arange(len(cells)), wide)
         full = _distances(cells, self._rotated, owner, cand.ravel()).reshape(cand.shape)
         dist, idx = _k_smallest(full, cand, k)
@@ -107,7 +119,7 @@ class TileIndex:
     ) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
         """The ``k`` nearest among all tiles within ``radius`` (projected) of each cell: every
         tile within ``radius`` in full is among them, so this is exact."""
-        found = self._tree.query_ball_point(cells[:, : self._dims], r=radius * (1 + 1e-9) + 1e-12)
+        found = self._tree.query_radius(cells[:, : self._dims], r=radius * (1 + 1e-9) + 1e-12)
         counts = np.array([len(f) for f in found])
         owner = np.repeat(np.arange(len(cells)), counts)
         tiles = np.concatenate(found).astype(np.intp)

@@ -14,9 +14,9 @@ When there is a cap but no distance rule and the problem is small (cells x tile 
 greedy pass is close when the cap leaves room; at tight caps the assignment is clearly better
 (docs/quality.md).
 
-Candidates come from :class:`CandidateSearch`: with sub-cell features (``cell_grid > 1``, 12 to
-192 numbers) a KD-tree is slow, so the search runs on the features' first principal components and
-the candidates it finds are re-ranked by their exact distance.
+Candidates come from the library's :class:`~app.engine.index.TileIndex` (exact ``k`` nearest,
+scikit-learn's KD-tree on the features' principal axes); cells left over search a subset index of
+the tiles still under the cap.
 
 When the library is too small for the rules (``unique`` or ``max_uses`` with fewer tile slots than
 cells), the cap is raised to the smallest that fits, ``ceil(cells / tiles)``, so tiles are reused
@@ -33,7 +33,6 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import linear_sum_assignment
-from sklearn.neighbors import KDTree
 
 from app.engine.index import TileIndex
 
@@ -41,16 +40,9 @@ log = logging.getLogger(__name__)
 
 #: Candidates first asked for per cell; doubled for the cells that run out.
 FIRST_K = 16
-#: Features are searched in this many principal components (when they have more numbers) ...
-PROJECTED_DIMS = 8
-#: ... and this many more candidates than asked for are re-ranked by their exact distance.
-EXTRA_CANDIDATES = 16
 #: Largest cells x tile-slots cost matrix solved exactly (about 0.3 s and 16 MB at the limit).
 EXACT_ASSIGNMENT_LIMIT = 2_000_000
-#: Candidate lists longer than this are ordered by their projected distance only.
-EXACT_UP_TO = 32
 _STALLED = 0.5  # a round that places less than half its cells doubles k
-_BATCH = 4096  # cells per search step: bounds the (cells, candidates, d) temporary
 
 
 @dataclass(frozen=True)
@@ -76,84 +68,9 @@ class Rules:
         return max(wanted, math.ceil(n_cells / n_tiles))
 
 
-class CandidateSearch:
-    """The ``k`` nearest of some tiles by exact Euclidean distance, for many cells at once.
-
-    ``features`` ``(n_tiles, d)``; ``among`` limits the search to those tile indices. When ``d``
-    exceeds :data:`PROJECTED_DIMS` a KD-tree over the principal components proposes
-    ``k + EXTRA_CANDIDATES`` tiles and the exact distance picks the ``k`` (for ``k`` up to
-    :data:`EXACT_UP_TO`; longer lists, asked for cells that lost their first choices to rules, come
-    in projected order).
-    """
-
-    def __init__(self, features: NDArray[np.floating], among: NDArray[np.intp] | None = None) -> None:
-        self.features = np.asarray(features, dtype=np.float64)
-        self.ids = np.arange(len(self.features)) if among is None else np.asarray(among, dtype=np.intp)
-        self.squares = (self.features**2).sum(axis=1)  # (n_tiles,) for exact distances
-        self.mean, self.basis = _principal_axes(self.features)
-        self.tree = KDTree(self._project(self.features[self.ids]), leaf_size=32)
-
-    def among(self, ids: NDArray[np.intp]) -> CandidateSearch:
-        """The same search limited to the tiles ``ids`` (sharing this one's projection)."""
-        narrower = object.__new__(CandidateSearch)
-        narrower.features, narrower.ids = self.features, np.asarray(ids, dtype=np.intp)
-        narrower.squares = self.squares
-        narrower.mean, narrower.basis = self.mean, self.basis
-        narrower.tree = KDTree(self._project(self.features[narrower.ids]), leaf_size=32)
-        return narrower
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def _project(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
-        return x if self.basis is None else (x - self.mean) @ self.basis
-
-    def query(self, cells: NDArray[np.floating], k: int) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
-        """``(distances, tile indices)``, both ``(n_cells, k)``, nearest first; ``k`` is capped at
-        the number of tiles searched."""
-        points = np.asarray(cells, dtype=np.float64)
-        k = max(1, min(k, len(self)))
-        dist = np.empty((len(points), k))
-        idx = np.empty((len(points), k), dtype=np.intp)
-        for start in range(0, len(points), _BATCH):
-            part = slice(start, start + _BATCH)
-            dist[part], idx[part] = self._query_batch(points[part], k)
-        return dist, idx
-
-    def _query_batch(
-        self, cells: NDArray[np.float64], k: int
-    ) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
-        if self.basis is None:
-            dist, local = self.tree.query(cells, k=k)
-            return dist, self.ids[local]
-        if k > EXACT_UP_TO:  # a wide net for left-over cells: the projected order is close enough
-            dist, local = self.tree.query(self._project(cells), k=k)
-            return dist, self.ids[local]
-        pool = min(k + EXTRA_CANDIDATES, len(self))
-        _, local = self.tree.query(self._project(cells), k=pool)
-        candidates = self.ids[local]  # (n, pool)
-        # |c - t|² = |c|² + |t|² - 2 c·t, without a (cells, candidates, d) difference array
-        dots = np.einsum("nd,nkd->nk", cells, self.features[candidates])
-        squared = (cells**2).sum(axis=1)[:, None] + self.squares[candidates] - 2.0 * dots
-        exact = np.sqrt(np.maximum(squared, 0.0))
-        best = np.argsort(exact, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(exact, best, axis=1), np.take_along_axis(candidates, best, axis=1)
-
-
-def _principal_axes(features: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
-    """Mean ``(d,)`` and the first :data:`PROJECTED_DIMS` principal axes ``(d, p)`` of
-    ``features`` (from the small ``d x d`` covariance matrix), or ``None`` when ``d`` is small."""
-    mean = features.mean(axis=0)
-    if features.shape[1] <= PROJECTED_DIMS or len(features) <= PROJECTED_DIMS:
-        return mean, None
-    centred = features - mean
-    _, vectors = np.linalg.eigh(centred.T @ centred)  # eigenvalues ascending
-    return mean, vectors[:, ::-1][:, :PROJECTED_DIMS].copy()
-
-
 def nearest_tiles(index: TileIndex, cells: NDArray[np.floating], rows: int, cols: int) -> NDArray[np.intp]:
     """Each cell's single nearest tile, as a ``(rows, cols)`` grid of tile indices."""
-    _, idx = CandidateSearch(index.features).query(cells, k=1)
+    _, idx = index.query(cells, k=1)
     return idx[:, 0].reshape(rows, cols)
 
 
@@ -181,17 +98,15 @@ def choose_tiles(
     ):
         return assign_optimally(index.features, cells, cap=cap).reshape(rows, cols)
     placer = _Placer(rows, cols, n_tiles, cap=cap, radius=rules.min_distance)
-    features = index.features
     k = first_k
-    search = CandidateSearch(features)
-    dist, candidates = search.query(cells, k)
+    dist, candidates = index.query(cells, k)
     pending = _priority_order(dist)
     left = placer.place(pending, candidates[pending])
     while left:
         pending = np.array(left, dtype=np.intp)
         free = placer.under_cap()
         k = min(k, len(free))
-        _, candidates = search.among(free).query(cells[pending], k)
+        _, candidates = index.subset(free).query(cells[pending], k)
         left = placer.place(pending, candidates)
         if len(left) == len(pending) and k >= len(free):  # no rule-abiding tile anywhere
             placer.place_least_used(np.array(left, dtype=np.intp))

@@ -4,7 +4,7 @@ Imports the engine, storage and settings; never the web layer.
 """
 
 from app.jobs.library import Libraries
-from app.jobs.records import MosaicRecord, Records, SessionRecord
+from app.jobs.records import MosaicRecord, Records, SessionRecord, SqliteRecords
 from app.jobs.runner import Jobs
 
-__all__ = ["Jobs", "Libraries", "MosaicRecord", "Records", "SessionRecord"]
+__all__ = ["Jobs", "Libraries", "MosaicRecord", "Records", "SessionRecord", "SqliteRecords"]

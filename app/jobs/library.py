@@ -5,6 +5,12 @@ is listed once in ``sources.jsonl``. Tiles are decoded once at the stored thumbn
 saved as arrays; a mosaic with larger or differently shaped tiles decodes the sources again at
 that shape, once, and keeps that too. Indexes are never stored: their feature arrays are, and the
 tree is refitted on load.
+
+Every change to a library happens under the session's lock (a Redis lock in a cluster), and
+every file is published to the shared storage after it is written and fetched before it is
+read. A process keeps the libraries it loaded in memory for as long as the session's source
+count (``ingest.json``) is unchanged; an index build elsewhere changes it, and the library
+is loaded again.
 """
 
 from __future__ import annotations
@@ -12,18 +18,21 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
 from app.engine import MosaicParams, TileIndex, TileSet
 from app.engine.features import tile_features, weights_for
 from app.engine.tiles import Rejection
+from app.jobs.locks import SessionLocks
+from app.jobs.records import Records, UploadEntry
 from app.settings import Settings
 from app.storage import ArchiveLimits, Storage, Upload, extract_zip, is_zip
 
@@ -36,6 +45,7 @@ class _Cached:
     tiles: dict[tuple[int, int], TileSet] = field(default_factory=dict)
     folders: dict[tuple[int, int], Path] = field(default_factory=dict)
     indexes: dict[tuple[tuple[int, int], str, int], TileIndex] = field(default_factory=dict)
+    generation: int = -1  # the number of registered sources these were loaded at
 
 
 def _ignore(done: int, total: int) -> None:
@@ -51,11 +61,11 @@ def _write_json_atomically(path: Path, data: object) -> None:
 class Libraries:
     """Builds and caches the tile libraries of all sessions (a few kept in memory)."""
 
-    def __init__(self, settings: Settings, storage: Storage) -> None:
+    def __init__(self, settings: Settings, storage: Storage, records: Records, locks: SessionLocks) -> None:
         self.settings = settings
         self.storage = storage
-        self._locks: dict[str, threading.RLock] = {}
-        self._locks_guard = threading.Lock()
+        self.records = records
+        self.locks = locks
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_guard = threading.Lock()
 
@@ -63,9 +73,8 @@ class Libraries:
     def base_shape(self) -> tuple[int, int]:
         return self.settings.thumb_size, self.settings.thumb_size
 
-    def lock(self, session_id: str) -> threading.RLock:
-        with self._locks_guard:
-            return self._locks.setdefault(session_id, threading.RLock())
+    def lock(self, session_id: str) -> AbstractContextManager[None]:
+        return self.locks.hold(session_id)
 
     def forget_cached(self, session_id: str) -> None:
         with self._cache_guard:
@@ -73,8 +82,44 @@ class Libraries:
 
     def forget(self, session_id: str) -> None:
         self.forget_cached(session_id)
-        with self._locks_guard:
-            self._locks.pop(session_id, None)
+        self.locks.forget(session_id)
+
+    # uploads ----------------------------------------------------------------------------------
+
+    def add_upload(self, session_id: str, name: str, stream: IO[bytes], *, max_bytes: int) -> Upload:
+        """Store an uploaded file under the session's next number, then list it in the manifest
+        (an upload that fails midway uses up its number and is never listed)."""
+        self._adopt_legacy_manifest(session_id)
+        seq = self.records.next_upload_seq(session_id)
+        upload = self.storage.write_upload(session_id, seq, name, stream, max_bytes=max_bytes)
+        self.records.add_upload(session_id, UploadEntry(seq, name, upload.path.name))
+        return upload
+
+    def uploads(self, session_id: str) -> list[Upload]:
+        """Every finished upload of a session, in upload order."""
+        self._adopt_legacy_manifest(session_id)
+        folder = self.storage.uploads_dir(session_id)
+        return [Upload(e.seq, e.name, folder / e.file) for e in self.records.uploads(session_id)]
+
+    def _adopt_legacy_manifest(self, session_id: str) -> None:
+        """Sessions stored by earlier versions list their uploads in ``uploads.jsonl``: move the
+        list into the records (once), and continue the numbering after it."""
+        path = self._root(session_id) / "uploads.jsonl"
+        if not path.exists():
+            return
+        with self.lock(session_id):
+            if not path.exists():
+                return
+            entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            if not self.records.uploads(session_id):
+                for e in entries:
+                    self.records.add_upload(
+                        session_id, UploadEntry(int(e["seq"]), str(e["name"]), str(e["file"]))
+                    )
+            last = max((int(e["seq"]) for e in entries), default=0)
+            while self.records.next_upload_seq(session_id) < last:
+                pass
+            path.replace(path.with_name("uploads.jsonl.adopted"))
 
     # ingest -----------------------------------------------------------------------------------
 
@@ -91,11 +136,12 @@ class Libraries:
                 sources = self._sources(session_id)
                 tiles = self._update_shape(session_id, self.base_shape, sources, progress, new_rejections)
                 if not self._pending_uploads(session_id):
+                    self._cached(session_id).generation = len(sources)
                     return tiles, len(sources)
 
     def _pending_uploads(self, session_id: str) -> list[Upload]:
         done = self._state(session_id).get("uploads_done", 0)
-        return [u for u in self.storage.uploads(session_id) if u.seq > done]
+        return [u for u in self.uploads(session_id) if u.seq > done]
 
     def _register_sources(self, session_id: str) -> list[Rejection]:
         """Turn new uploads into image sources (archives unpacked); returns archive rejections."""
@@ -111,10 +157,12 @@ class Libraries:
         entries: list[dict[str, str]] = []
         rejected: list[Rejection] = []
         root = self._root(session_id)
+        self.storage.fetch_many(u.path for u in pending)
         for upload in pending:
             if upload.path.exists() and is_zip(upload.path):
                 dest = upload.path.with_name(upload.path.stem + "-unpacked")
                 members, bad = extract_zip(upload.path, dest, label=upload.name, limits=limits)
+                self.storage.publish_many(p for _, p in members)  # other workers decode them too
                 entries += [{"name": n, "path": str(p.relative_to(root))} for n, p in members]
                 rejected += [Rejection(n, r) for n, r in bad]
             else:
@@ -130,11 +178,12 @@ class Libraries:
             root / "ingest.json",
             {"uploads_done": pending[-1].seq, "sources": len(known) + len(entries)},
         )
+        self.storage.publish(path, root / "ingest.json")
         return rejected
 
     def _source_entries(self, session_id: str) -> list[dict[str, str]]:
         path = self._root(session_id) / "sources.jsonl"
-        if not path.exists():
+        if not self.storage.fetch(path, fresh=True):
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -150,17 +199,29 @@ class Libraries:
 
     # libraries at a shape ---------------------------------------------------------------------
 
-    def tiles_for(self, session_id: str, params: MosaicParams, progress: Progress | None = None) -> TileSet:
-        """The library to render ``params`` from: the stored thumbnails when they are large
-        enough and of the right shape, else the sources decoded at the tile shape (once)."""
+    def open(
+        self, session_id: str, params: MosaicParams, progress: Progress | None = None
+    ) -> tuple[TileSet, TileIndex]:
+        """The library to render ``params`` from and its nearest-neighbour index, taken together
+        under the session's lock (so an index build cannot swap one without the other).
+
+        The tiles are the stored thumbnails when they are large enough and of the right shape,
+        else the sources decoded at the tile shape (once). The index is refitted from stored
+        features (computed and stored on first use).
+        """
         shape = self.shape_for(params)
-        cached = self._cached(session_id)
-        if shape not in cached.tiles:
-            with self.lock(session_id):
-                if shape not in cached.tiles:
-                    sources = self._sources(session_id)
-                    self._update_shape(session_id, shape, sources, progress or _ignore, [])
-        return cached.tiles[shape]
+        with self.lock(session_id):
+            cached = self._current(session_id)
+            if shape not in cached.tiles:
+                sources = self._sources(session_id)
+                self._update_shape(session_id, shape, sources, progress or _ignore, [])
+            return cached.tiles[shape], self._index(cached, (shape, params.color_space, params.cell_grid))
+
+    def tiles_for(self, session_id: str, params: MosaicParams, progress: Progress | None = None) -> TileSet:
+        return self.open(session_id, params, progress)[0]
+
+    def index_for(self, session_id: str, params: MosaicParams) -> TileIndex:
+        return self.open(session_id, params)[1]
 
     def shape_for(self, params: MosaicParams) -> tuple[int, int]:
         tile_w, tile_h = params.tile_shape
@@ -168,14 +229,16 @@ class Libraries:
             return self.base_shape
         return tile_w, tile_h
 
-    def index_for(self, session_id: str, params: MosaicParams) -> TileIndex:
-        """The nearest-neighbour index for ``params``' feature settings, refitted from stored
-        features (computed and stored on first use)."""
-        shape = self.shape_for(params)
-        key = (shape, params.color_space, params.cell_grid)
-        with self.lock(session_id):  # two renders must not compute and write one file at once
-            self.tiles_for(session_id, params)  # (again, should the cache have dropped the session)
-            return self._index(self._cached(session_id), key)
+    def _current(self, session_id: str) -> _Cached:
+        """This process's cached library of the session, dropped first if an index build (here
+        or in another process) registered sources since it was loaded. Call under the lock."""
+        generation = self._state(session_id).get("sources", 0)
+        cached = self._cached(session_id)
+        if cached.generation != generation:
+            self.forget_cached(session_id)
+            cached = self._cached(session_id)
+            cached.generation = generation
+        return cached
 
     def _index(self, cached: _Cached, key: tuple[tuple[int, int], str, int]) -> TileIndex:
         shape, color_space, cell_grid = key
@@ -183,12 +246,13 @@ class Libraries:
             tiles, folder = cached.tiles[shape], cached.folders[shape]
             version = hashlib.sha1(repr(weights_for(color_space)).encode()).hexdigest()[:8]  # type: ignore[arg-type]
             path = folder / f"features-{color_space}-{cell_grid}-{version}.npy"  # weights change: new file
-            if path.exists():
+            if self.storage.fetch(path):
                 index = TileIndex.load(path)
             else:
                 features = tile_features(tiles.images, color_space=color_space, grid=cell_grid)  # type: ignore[arg-type]
                 index = TileIndex(features)
                 index.save(path)
+                self.storage.publish(path)
             cached.indexes[key] = index
         return cached.indexes[key]
 
@@ -207,15 +271,17 @@ class Libraries:
         """
         base = self.storage.library_dir(session_id, shape)
         pointer = base / "current.json"
-        if pointer.exists():
+        if self.storage.fetch(pointer, fresh=True):
             meta = json.loads(pointer.read_text())
             folder, done = base / meta["version"], int(meta["sources_done"])
+            self.storage.fetch_many([folder / "images.npy", folder / "tiles.json"])
             tiles = TileSet.load(folder)
         else:
             folder, done = base / "v0", 0
             tiles = TileSet(np.zeros((0, shape[1], shape[0], 3), dtype=np.uint8), [])
         pending = sources[done:]
         if pending or extra_rejections:
+            self.storage.fetch_many(Path(path) for _, path in pending)
             fresh = TileSet.from_inputs(
                 pending,
                 size=shape,
@@ -228,7 +294,9 @@ class Libraries:
             old, folder = folder, base / f"v{int(folder.name[1:]) + 1}"
             tiles.save(folder)
             _write_json_atomically(pointer, {"version": folder.name, "sources_done": len(sources)})
-            shutil.rmtree(old, ignore_errors=True)
+            self.storage.publish_many([folder / "images.npy", folder / "tiles.json"])
+            self.storage.publish(pointer)  # only once what it names is there
+            self.storage.delete_tree(old)
         progress(len(sources), len(sources))
         cached = self._cached(session_id)
         cached.tiles[shape] = tiles
@@ -252,4 +320,4 @@ class Libraries:
 
     def _state(self, session_id: str) -> dict[str, int]:
         path = self._root(session_id) / "ingest.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        return json.loads(path.read_text()) if self.storage.fetch(path, fresh=True) else {}

@@ -1,7 +1,12 @@
-"""Session and mosaic records in SQLite: what every status poll reads and every job writes.
+"""Session and mosaic records: what every status poll reads and every job writes.
 
-One connection per thread, WAL journal, short transactions: the web handlers and the job
-threads read and write concurrently.
+:class:`Records` is the interface. :class:`SqliteRecords` keeps them in one SQLite file (one
+machine: one connection per thread, WAL journal, short transactions, so web handlers and job
+threads read and write concurrently); ``app.jobs.redis_backend.RedisRecords`` keeps them in
+Redis, where every web process and worker of a cluster sees them.
+
+Each session also keeps its upload manifest here: the numbered files in upload order, and
+the counter that numbers them (several web processes may add to one session at once).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -26,7 +31,16 @@ CREATE TABLE IF NOT EXISTS sessions (
     total INTEGER NOT NULL DEFAULT 0,
     accepted INTEGER NOT NULL DEFAULT 0,
     rejected TEXT NOT NULL DEFAULT '[]',   -- JSON list of {"file", "reason"}
-    error TEXT
+    error TEXT,
+    worker TEXT,
+    last_seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS uploads (
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    name TEXT NOT NULL,             -- the client's file name, shown back only
+    file TEXT NOT NULL,             -- the stored file's name in the session's uploads folder
+    PRIMARY KEY (session_id, seq)
 );
 CREATE TABLE IF NOT EXISTS mosaics (
     id TEXT PRIMARY KEY,
@@ -41,7 +55,8 @@ CREATE TABLE IF NOT EXISTS mosaics (
     format TEXT NOT NULL,
     cover_name TEXT NOT NULL,
     result TEXT,                    -- JSON: size, grid, quality, timings
-    error TEXT
+    error TEXT,
+    worker TEXT                     -- who ran (or runs) the render
 );
 CREATE INDEX IF NOT EXISTS mosaics_by_session ON mosaics(session_id, created);
 """
@@ -58,6 +73,7 @@ class SessionRecord:
     accepted: int
     rejected: list[dict[str, str]]
     error: str | None
+    worker: str | None = None  # who ran (or runs) the last index build
 
 
 @dataclass
@@ -75,16 +91,63 @@ class MosaicRecord:
     cover_name: str
     result: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    worker: str | None = None
 
 
-class Records:
-    """Thread-safe access to the SQLite database of sessions and mosaics."""
+@dataclass(frozen=True)
+class UploadEntry:
+    """One finished upload: its number, the client's name for it, the stored file's name."""
+
+    seq: int
+    name: str
+    file: str
+
+
+class Records(Protocol):
+    """What the web layer and the jobs read and write; thread-safe in every implementation."""
+
+    def create_session(self, session_id: str) -> SessionRecord: ...
+    def session(self, session_id: str) -> SessionRecord | None: ...
+    def update_session(self, session_id: str, **fields: Any) -> None: ...
+    def sessions_in_state(self, *states: str) -> list[str]: ...
+    def expired_sessions(self, *, older_than: float) -> list[str]: ...
+    def delete_session(self, session_id: str) -> bool: ...
+
+    def next_upload_seq(self, session_id: str) -> int:
+        """Reserve the next upload number of a session (never handed out twice)."""
+        ...
+
+    def add_upload(self, session_id: str, entry: UploadEntry) -> None:
+        """Record a finished upload (after its file is stored)."""
+        ...
+
+    def uploads(self, session_id: str) -> list[UploadEntry]:
+        """Every finished upload of a session, by number."""
+        ...
+
+    def create_mosaic(
+        self, mosaic_id: str, session_id: str, *, params: dict[str, Any], fmt: str, cover_name: str
+    ) -> MosaicRecord: ...
+    def mosaic(self, mosaic_id: str) -> MosaicRecord | None: ...
+    def mosaics_of(self, session_id: str) -> list[MosaicRecord]: ...
+    def update_mosaic(self, mosaic_id: str, **fields: Any) -> None: ...
+    def mosaics_in_state(self, *states: str) -> list[MosaicRecord]: ...
+
+    def check(self) -> None:
+        """Raise if the records cannot be reached (readiness)."""
+        ...
+
+
+class SqliteRecords:
+    """Thread-safe access to the SQLite database of sessions and mosaics (one machine)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._connection().executescript(_SCHEMA)
+        conn = self._connection()
+        conn.executescript(_SCHEMA)
+        _add_missing_columns(conn)
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -121,11 +184,7 @@ class Records:
 
     def session(self, session_id: str) -> SessionRecord | None:
         row = self._connection().execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
-        if row is None:
-            return None
-        data = dict(row)
-        data["rejected"] = json.loads(data["rejected"])
-        return SessionRecord(**data)
+        return None if row is None else _session(row)
 
     def update_session(self, session_id: str, **fields: Any) -> None:
         if "rejected" in fields:
@@ -150,7 +209,35 @@ class Records:
     def delete_session(self, session_id: str) -> bool:
         with self._tx() as db:
             db.execute("DELETE FROM mosaics WHERE session_id = ?", (session_id,))
+            db.execute("DELETE FROM uploads WHERE session_id = ?", (session_id,))
             return db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
+
+    # uploads ----------------------------------------------------------------------------------
+
+    def next_upload_seq(self, session_id: str) -> int:
+        with self._tx() as db:
+            row = db.execute(
+                "UPDATE sessions SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq", (session_id,)
+            ).fetchone()
+        if row is None:
+            raise KeyError(f"no session {session_id}")
+        return int(row[0])
+
+    def add_upload(self, session_id: str, entry: UploadEntry) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO uploads (session_id, seq, name, file) VALUES (?, ?, ?, ?)",
+                (session_id, entry.seq, entry.name, entry.file),
+            )
+
+    def uploads(self, session_id: str) -> list[UploadEntry]:
+        rows = self._connection().execute(
+            "SELECT seq, name, file FROM uploads WHERE session_id = ? ORDER BY seq", (session_id,)
+        )
+        return [UploadEntry(int(r["seq"]), str(r["name"]), str(r["file"])) for r in rows]
+
+    def check(self) -> None:
+        self._connection().execute("SELECT 1").fetchone()
 
     # mosaics ----------------------------------------------------------------------------------
 
@@ -193,6 +280,26 @@ class Records:
         assignments = ", ".join(f"{name} = ?" for name in fields)  # names come from our code only
         with self._tx() as db:
             db.execute(f"UPDATE {table} SET {assignments} WHERE id = ?", (*fields.values(), record_id))
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Databases written by earlier versions lack the newer columns: add them."""
+    wanted = {
+        "sessions": {"worker": "TEXT", "last_seq": "INTEGER NOT NULL DEFAULT 0"},
+        "mosaics": {"worker": "TEXT"},
+    }
+    for table, columns in wanted.items():
+        have = {r["name"] for r in conn.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns.items():
+            if name not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
+
+def _session(row: sqlite3.Row) -> SessionRecord:
+    data = dict(row)
+    data.pop("last_seq", None)
+    data["rejected"] = json.loads(data["rejected"])
+    return SessionRecord(**data)
 
 
 def _mosaic(row: sqlite3.Row) -> MosaicRecord:

@@ -1,17 +1,18 @@
-"""Run index builds and renders on a small, bounded pool of worker threads.
+"""The background jobs: index builds and renders, and how they are submitted.
 
-Decoding, resizing, numpy and the KD-tree release the GIL, so threads use the cores while the
-event loop stays free to answer status polls. Every job's state lives in SQLite: after a restart,
-interrupted jobs are resumed from the files on disk.
+What a job does is the same in every deployment; only where it runs differs, and that is the
+dispatcher's business (:mod:`app.jobs.dispatch`): a thread pool here, or Celery workers
+anywhere. Every job's state lives in the records: after a restart of a single server,
+interrupted jobs are resumed from the files on disk; in a cluster the queue hands them out again.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+import os
+import socket
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,49 +27,65 @@ from app.engine import (
     make_mosaic,
 )
 from app.engine.render import FILE_EXTENSIONS
+from app.jobs.dispatch import Dispatcher
 from app.jobs.library import Libraries
 from app.jobs.records import Records
 from app.settings import Settings
-from app.storage import Storage
+from app.storage import Storage, atomic_writer
 
 log = logging.getLogger(__name__)
-_PROGRESS_INTERVAL = 0.25  # seconds between progress writes to SQLite
+_PROGRESS_INTERVAL = 0.25  # seconds between progress writes to the records
 
 
 class Jobs:
     """Submits and runs the background jobs of every session."""
 
-    def __init__(self, settings: Settings, storage: Storage, records: Records, libraries: Libraries) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        storage: Storage,
+        records: Records,
+        libraries: Libraries,
+        dispatcher: Dispatcher,
+    ) -> None:
         self.settings = settings
         self.storage = storage
         self.records = records
         self.libraries = libraries
-        self._pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="tessera-job")
-        self._running: set[Future[None]] = set()
-        self._renders: set[str] = set()  # mosaic ids submitted and not finished
-        self._guard = threading.Lock()
-        #: Called with a mosaic id when its render is ready (e.g. to build its zoom pyramid).
+        self.dispatcher = dispatcher
+        self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+        #: More job kinds, by name: ``job(record_id, worker=...)`` (the zoom pyramid, animations).
+        self.more_kinds: dict[str, Callable[..., None]] = {}
+        #: Called with a mosaic id when its render is ready (e.g. to queue its zoom pyramid).
         self.after_render: list[Callable[[str], None]] = []
+        dispatcher.start(self.run)
 
     def shutdown(self, *, wait: bool = True) -> None:
-        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+        self.dispatcher.shutdown(wait=wait)
 
     def submit_index(self, session_id: str) -> None:
-        self._submit(self.build_index, session_id)
+        self.dispatcher.submit("index", session_id)
 
     def submit_render(self, mosaic_id: str) -> None:
-        with self._guard:
-            if mosaic_id in self._renders:
-                return
-            self._renders.add(mosaic_id)
-        self._submit(self.render, mosaic_id)
+        self.dispatcher.submit("render", mosaic_id)
 
     def idle(self) -> bool:
-        with self._guard:
-            return not self._running
+        return self.dispatcher.idle()
+
+    def run(self, kind: str, record_id: str, *, worker: str | None = None) -> None:
+        """Run one job, whichever dispatcher delivered it; ``worker`` names who runs it."""
+        jobs = {"index": self.build_index, "render": self.render, **self.more_kinds}
+        if kind not in jobs:
+            raise ValueError(f"unknown job kind {kind!r}")
+        jobs[kind](record_id, worker=worker or self.worker_name)
 
     def resume_interrupted(self) -> None:
-        """Restart what a stopped server left unfinished: index builds first, then renders."""
+        """Restart what a stopped server left unfinished: index builds first, then renders.
+
+        Only for a dispatcher whose jobs die with the process: a durable queue still holds them.
+        """
+        if self.dispatcher.durable:
+            return
         for session_id in self.records.sessions_in_state("indexing"):
             log.info("resuming index build of session %s", session_id)
             self.submit_index(session_id)
@@ -79,28 +96,13 @@ class Jobs:
             if session is not None and session.state != "indexing":  # else the build submits it
                 self.submit_render(mosaic.id)
 
-    def submit(self, job: Callable[[str], None], record_id: str) -> None:
-        """Run ``job(record_id)`` on the shared pool (other job kinds use it too)."""
-        self._submit(job, record_id)
-
-    def _submit(self, job: Callable[[str], None], record_id: str) -> None:
-        future = self._pool.submit(job, record_id)
-        with self._guard:
-            self._running.add(future)
-        future.add_done_callback(self._finished)
-
-    def _finished(self, future: Future[None]) -> None:
-        with self._guard:
-            self._running.discard(future)
-        if (exc := future.exception()) is not None:
-            log.error("background job crashed", exc_info=exc)
-
     # jobs ---------------------------------------------------------------------------------------
 
-    def build_index(self, session_id: str) -> None:
+    def build_index(self, session_id: str, *, worker: str | None = None) -> None:
         """Decode the session's new uploads into its tile library and mark it ready."""
         if self.records.session(session_id) is None:
             return  # deleted meanwhile
+        self.records.update_session(session_id, worker=worker or self.worker_name)
         throttle = _Throttle()
 
         def progress(done: int, total: int) -> None:
@@ -136,18 +138,11 @@ class Jobs:
             if mosaic.state == "queued":
                 self.submit_render(mosaic.id)
 
-    def render(self, mosaic_id: str) -> None:
-        """Render one queued mosaic into its folder."""
-        try:
-            self._render(mosaic_id)
-        finally:
-            with self._guard:
-                self._renders.discard(mosaic_id)
-
-    def _render(self, mosaic_id: str) -> None:
+    def render(self, mosaic_id: str, *, worker: str | None = None) -> None:
+        """Render one queued mosaic into its folder (again, if a worker died rendering it)."""
         record = self.records.mosaic(mosaic_id)
-        if record is None:
-            return
+        if record is None or record.state in ("ready", "failed"):
+            return  # deleted, or a second delivery of a finished job
         session_id = record.session_id
         session = self.records.session(session_id)
         if session is None:
@@ -166,11 +161,13 @@ class Jobs:
             if throttle.due(done, total):
                 self.records.update_mosaic(mosaic_id, stage=stage, done=done, total=total)
 
-        self.records.update_mosaic(mosaic_id, state="rendering", stage="tiles")
+        self.records.update_mosaic(
+            mosaic_id, state="rendering", stage="tiles", worker=worker or self.worker_name
+        )
         started = time.perf_counter()
         try:
-            tiles = self.libraries.tiles_for(session_id, params, lambda d, t: progress("tiles", d, t))
-            index = self.libraries.index_for(session_id, params)
+            tiles, index = self.libraries.open(session_id, params, lambda d, t: progress("tiles", d, t))
+            self.storage.fetch_tree(folder)  # the cover, when another process stored it
             result = make_mosaic(
                 _cover_path(folder), tiles, params, index=index, cover_name=record.cover_name,
                 max_pixels=self.settings.max_image_pixels, progress=progress,
@@ -178,21 +175,19 @@ class Jobs:
             progress("encode", 0, 1)
             t = time.perf_counter()
             out = folder / f"mosaic{FILE_EXTENSIONS[record.format]}"
-            tmp = out.with_name(out.name + ".part")
-            with open(tmp, "wb") as fh:
+            with atomic_writer(out) as fh:
                 encode(result.image, fh, record.format)
-            tmp.replace(out)
             encode_s = time.perf_counter() - t
             # The placement, for viewers and animations that render from tiles, not from pixels.
-            with open(folder / "grid.npy.part", "wb") as fh:
+            with atomic_writer(folder / "grid.npy") as fh:
                 np.save(fh, result.grid.astype(np.int32))
-            (folder / "grid.npy.part").replace(folder / "grid.npy")
-            offsets = folder / "offsets.npy"  # the tint of each cell, when there is one
-            offsets.unlink(missing_ok=True)
-            if result.cell_offsets is not None:
-                with open(folder / "offsets.npy.part", "wb") as fh:
+            written = [out, folder / "grid.npy"]
+            (folder / "offsets.npy").unlink(missing_ok=True)
+            if result.cell_offsets is not None:  # the tint of each cell: with the grid, the exact picture
+                with atomic_writer(folder / "offsets.npy") as fh:
                     np.save(fh, result.cell_offsets)
-                (folder / "offsets.npy.part").replace(offsets)
+                written.append(folder / "offsets.npy")
+            self.storage.publish_many(written)  # before the record says ready
         except ImageRejected as exc:
             self._fail(mosaic_id, f"cover {exc.name}: {exc.reason}")
             return

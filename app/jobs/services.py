@@ -1,14 +1,29 @@
-"""The service objects one running server (or test) shares, built from its settings."""
+"""The service objects one running process (server, worker or test) shares, built from its settings.
+
+The settings pick the deployment; nothing else in the code asks which one it is in:
+
+==================  ================================  ==========================================
+                    default (one machine)             ``TESSERA_BROKER_URL`` / ``TESSERA_S3_*``
+==================  ================================  ==========================================
+records             SQLite file in the data folder    Redis (the broker's database)
+session locks       in-process locks                  Redis locks
+jobs run            thread pool in this process       Celery workers (``tessera worker``)
+files               the data folder                   an S3 bucket, the data folder as cache
+==================  ================================  ==========================================
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.jobs.dispatch import make_dispatcher
 from app.jobs.library import Libraries
-from app.jobs.records import Records
+from app.jobs.locks import LocalLocks, SessionLocks
+from app.jobs.records import Records, SqliteRecords
 from app.jobs.runner import Jobs
 from app.jobs.zoom_jobs import ZoomJobs
 from app.jobs.zoom_records import ZoomRecords
+from app.object_store import ObjectStore
 from app.settings import Settings
 from app.storage import Storage
 
@@ -25,10 +40,57 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        storage = Storage(settings.data_dir)
-        records = Records(settings.database_path)
-        libraries = Libraries(settings, storage)
-        jobs = Jobs(settings, storage, records, libraries)
-        zoom_records = ZoomRecords(settings.database_path)
+        storage = Storage(settings.data_dir, remote=_object_store(settings))
+        records: Records
+        locks: SessionLocks
+        if settings.broker_url:
+            from app.jobs.redis_backend import RedisLocks, RedisRecords, connect
+
+            client = connect(settings.broker_url)
+            records = RedisRecords(client)
+            locks = RedisLocks(client, timeout=settings.lock_timeout_seconds)
+        else:
+            records = SqliteRecords(settings.database_path)
+            locks = LocalLocks()
+        libraries = Libraries(settings, storage, records, locks)
+        jobs = Jobs(settings, storage, records, libraries, make_dispatcher(settings))
+        zoom_records = ZoomRecords(settings.database_path)  # SQLite: one machine (see docs/zoom.md)
         zoom = ZoomJobs(settings, storage, records, zoom_records, libraries, jobs)
         return cls(settings, storage, records, libraries, jobs, zoom_records, zoom)
+
+    @staticmethod
+    def prepare(settings: Settings) -> None:
+        """First-start setup a deployment needs: the data folder, the bucket."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = _object_store(settings)
+        if store is not None:
+            store.ensure_bucket()
+
+    def check(self) -> dict[str, str]:
+        """Readiness of each backend: ``{"records": "ok", "jobs": "ok", "storage": "<error>"}``."""
+        results = {}
+        for name, probe in (
+            ("records", self.records.check),
+            ("jobs", self.jobs.dispatcher.check),
+            ("storage", self.storage.check),
+        ):
+            try:
+                probe()
+                results[name] = "ok"
+            except Exception as exc:  # any failure means: not ready, and why
+                results[name] = f"{type(exc).__name__}: {exc}"[:300]
+        return results
+
+
+def _object_store(settings: Settings) -> ObjectStore | None:
+    if not settings.s3_bucket:
+        return None
+
+    return ObjectStore(
+        bucket=settings.s3_bucket,
+        prefix=settings.s3_prefix,
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key,
+    )

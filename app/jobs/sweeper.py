@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -37,6 +38,26 @@ def sweep(services: Services, *, now: float | None = None) -> list[str]:
                 part.unlink(missing_ok=True)
     services.storage.measure()
     return removed
+
+
+def sweep_cache(services: Services) -> list[str]:
+    """A worker's sweep: drop its cached copies of sessions that no longer exist (the web
+    processes delete the sessions themselves, and their shared files)."""
+    dropped = []
+    for session_id in list(services.storage.iter_session_ids()):
+        if services.records.session(session_id) is None:
+            services.libraries.forget_cached(session_id)
+            services.storage.forget_local(session_id)
+            dropped.append(session_id)
+    return dropped
+
+
+def sweep_cache_periodically(services: Services, stop: threading.Event) -> None:
+    while not stop.wait(services.settings.sweep_interval_seconds):
+        try:
+            sweep_cache(services)
+        except Exception:  # a failed sweep must not stop the next one
+            log.exception("sweeping the local cache failed")
 
 
 def _age(path: Path, now: float) -> float:

@@ -57,6 +57,7 @@ class ZoomJobs:
         self.zoom_records = zoom_records
         self.libraries = libraries
         self.jobs = jobs
+        jobs.more_kinds.update(pyramid=self.build_pyramid, animation=self.render_animation)
         jobs.after_render.append(self.submit_pyramid)
 
     def pyramid_dir(self, mosaic: MosaicRecord) -> Path:
@@ -70,8 +71,9 @@ class ZoomJobs:
 
     def submit_pyramid(self, mosaic_id: str) -> None:
         mosaic = self.records.mosaic(mosaic_id)
-        if mosaic is not None and self.zoom_records.queue_pyramid(mosaic_id, mosaic.session_id, new_token()):
-            self.jobs.submit(self.build_pyramid, mosaic_id)
+        if mosaic is not None:
+            self.zoom_records.queue_pyramid(mosaic_id, mosaic.session_id, new_token())
+            self.jobs.dispatcher.submit("pyramid", mosaic_id)
 
     def create_animation(self, mosaic: MosaicRecord, spec: AnimationSpec) -> AnimationRecord:
         """Record and queue an animation of a ready mosaic (``spec`` is validated here: raises
@@ -84,25 +86,29 @@ class ZoomJobs:
             spec=asdict(spec),
             total=spec.frames,
         )
-        self.jobs.submit(self.render_animation, record.id)
+        self.jobs.dispatcher.submit("animation", record.id)
         return record
 
     def resume_interrupted(self) -> None:
         """After a restart: build the pyramids a stopped server left unfinished (and those of
-        mosaics made before pyramids existed), and render the unfinished animations again."""
+        mosaics made before pyramids existed), and render the unfinished animations again. Not
+        with a durable queue, which hands its jobs out again by itself."""
+        if self.jobs.dispatcher.durable:
+            return
         for pyramid in self.zoom_records.pyramids_in_state("queued", "building"):
             log.info("resuming pyramid of mosaic %s", pyramid.mosaic_id)
             self.submit_pyramid(pyramid.mosaic_id)
-        for mosaic_id, _ in self.zoom_records.ready_mosaics_without_pyramid():
-            self.submit_pyramid(mosaic_id)
+        for mosaic in self.records.mosaics_in_state("ready"):
+            if self.zoom_records.pyramid(mosaic.id) is None:
+                self.submit_pyramid(mosaic.id)
         for animation in self.zoom_records.animations_in_state("queued", "rendering"):
             log.info("resuming animation %s", animation.id)
             self.zoom_records.update_animation(animation.id, state="queued", done=0)
-            self.jobs.submit(self.render_animation, animation.id)
+            self.jobs.dispatcher.submit("animation", animation.id)
 
     # jobs -------------------------------------------------------------------------------------
 
-    def build_pyramid(self, mosaic_id: str) -> None:
+    def build_pyramid(self, mosaic_id: str, *, worker: str | None = None) -> None:
         mosaic = self.records.mosaic(mosaic_id)
         if mosaic is None or mosaic.state != "ready":
             return
@@ -140,7 +146,7 @@ class ZoomJobs:
             mosaic_id, state="ready", done=total, total=total, layout=description
         )
 
-    def render_animation(self, animation_id: str) -> None:
+    def render_animation(self, animation_id: str, *, worker: str | None = None) -> None:
         animation = self.zoom_records.animation(animation_id)
         mosaic = None if animation is None else self.records.mosaic(animation.mosaic_id)
         if animation is None or mosaic is None:
@@ -183,6 +189,7 @@ class ZoomJobs:
         params = mosaic_params(mosaic.params)
         tiles = self.libraries.tiles_for(mosaic.session_id, params)
         folder = self.storage.mosaic_dir(mosaic.session_id, mosaic.id)
+        self.storage.fetch_tree(folder)  # the grid, when another process rendered it
         grid = np.load(folder / "grid.npy").astype(np.intp)
         offsets_file = folder / "offsets.npy"
         offsets = np.load(offsets_file).astype(np.int16) if offsets_file.exists() else None

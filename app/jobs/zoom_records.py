@@ -1,7 +1,8 @@
 """Deep Zoom pyramid and animation records, in the same SQLite database as sessions and mosaics.
 
 Each ready mosaic has one pyramid row (its background build state and its share token) and any
-number of animation rows. Both reference the mosaic, so deleting a session removes them too.
+number of animation rows. Rows of a deleted mosaic stay behind, unreachable: every lookup goes
+through the mosaic record first, and jobs check that it still exists.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pyramids (
-    mosaic_id TEXT PRIMARY KEY REFERENCES mosaics(id) ON DELETE CASCADE,
+    mosaic_id TEXT PRIMARY KEY,
     session_id TEXT NOT NULL,
     share_token TEXT NOT NULL UNIQUE,   -- the read-only viewer link /v/<token>
     state TEXT NOT NULL,                -- queued | building | ready | failed
@@ -31,7 +32,7 @@ CREATE TABLE IF NOT EXISTS pyramids (
 );
 CREATE TABLE IF NOT EXISTS animations (
     id TEXT PRIMARY KEY,
-    mosaic_id TEXT NOT NULL REFERENCES mosaics(id) ON DELETE CASCADE,
+    mosaic_id TEXT NOT NULL,
     session_id TEXT NOT NULL,
     state TEXT NOT NULL,                -- queued | rendering | ready | failed
     created REAL NOT NULL,
@@ -84,6 +85,7 @@ class ZoomRecords:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._connection().executescript(_SCHEMA)
 
@@ -92,7 +94,6 @@ class ZoomRecords:
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
         return conn
@@ -110,21 +111,17 @@ class ZoomRecords:
 
     # pyramids ---------------------------------------------------------------------------------
 
-    def queue_pyramid(self, mosaic_id: str, session_id: str, share_token: str) -> bool:
+    def queue_pyramid(self, mosaic_id: str, session_id: str, share_token: str) -> None:
         """Mark the mosaic's pyramid as queued (a new row keeps ``share_token``, an existing row
-        keeps its own). False if the mosaic is gone."""
+        keeps its own)."""
         now = time.time()
-        try:
-            with self._tx() as db:
-                db.execute(
-                    "INSERT INTO pyramids (mosaic_id, session_id, share_token, state, created, updated)"
-                    " VALUES (?, ?, ?, 'queued', ?, ?) ON CONFLICT(mosaic_id) DO UPDATE SET"
-                    " state = 'queued', done = 0, total = 0, error = NULL, updated = excluded.updated",
-                    (mosaic_id, session_id, share_token, now, now),
-                )
-        except sqlite3.IntegrityError:  # the mosaic was deleted meanwhile
-            return False
-        return True
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO pyramids (mosaic_id, session_id, share_token, state, created, updated)"
+                " VALUES (?, ?, ?, 'queued', ?, ?) ON CONFLICT(mosaic_id) DO UPDATE SET"
+                " state = 'queued', done = 0, total = 0, error = NULL, updated = excluded.updated",
+                (mosaic_id, session_id, share_token, now, now),
+            )
 
     def pyramid(self, mosaic_id: str) -> PyramidRecord | None:
         row = (
@@ -140,14 +137,6 @@ class ZoomRecords:
         marks = ",".join("?" * len(states))
         rows = self._connection().execute(f"SELECT * FROM pyramids WHERE state IN ({marks})", states)
         return [_pyramid(r) for r in rows]
-
-    def ready_mosaics_without_pyramid(self) -> list[tuple[str, str]]:
-        """(mosaic id, session id) of finished mosaics made before pyramids existed."""
-        rows = self._connection().execute(
-            "SELECT m.id, m.session_id FROM mosaics m LEFT JOIN pyramids p ON p.mosaic_id = m.id"
-            " WHERE m.state = 'ready' AND p.mosaic_id IS NULL"
-        )
-        return [(r[0], r[1]) for r in rows]
 
     def update_pyramid(self, mosaic_id: str, **fields: Any) -> None:
         if "layout" in fields:

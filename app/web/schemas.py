@@ -110,6 +110,13 @@ class Health(BaseModel):
     jobs_idle: bool
 
 
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str] = Field(
+        description='each backend ("records", "jobs", "storage"): "ok" or the error'
+    )
+
+
 # seeing a mosaic: the zoom pyramid and animations ------------------------------------------------
 
 

@@ -151,3 +151,14 @@ def test_empty_library_is_an_error() -> None:
     empty = TileSet(np.zeros((0, 4, 4, 3), dtype=np.uint8), [])
     with pytest.raises(NoUsableTiles):
         make_mosaic(Image.new("RGB", (10, 10)), empty, MosaicParams(cols=2, tile_size=4))
+
+
+def test_subset_index_answers_in_the_full_sets_numbers() -> None:
+    rng = np.random.default_rng(11)
+    features = rng.random((200, 12))
+    cells = rng.random((30, 12))
+    allowed = np.flatnonzero(rng.random(200) < 0.3)
+    _, idx = TileIndex(features).subset(allowed).query(cells, k=3)
+    dist = np.linalg.norm(cells[:, None] - features[allowed][None], axis=2)
+    expected = allowed[np.argsort(dist, axis=1)[:, :3]]
+    assert (idx == expected).all()

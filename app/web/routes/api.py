@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, File, Form, Response, UploadFile, status
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.engine.decode import upright_size
@@ -110,11 +110,20 @@ def get_mosaic(mosaic: MosaicDep, services: ServicesDep) -> MosaicOut:
     response_class=FileResponse,
     responses={**_ERRORS, 409: {"description": "the mosaic is not ready"}},
 )
-def get_mosaic_image(mosaic: MosaicDep, services: ServicesDep, download: bool = False) -> FileResponse:
-    """The finished mosaic file. ``?download=1`` asks the browser to save it."""
+def get_mosaic_image(mosaic: MosaicDep, services: ServicesDep, download: bool = False) -> Response:
+    """The finished mosaic file. ``?download=1`` asks the browser to save it. With
+    ``TESSERA_PRESIGNED_DOWNLOADS``, a redirect to the file in the object store."""
     if mosaic.state != "ready":
         raise ApiError(409, f"the mosaic is {mosaic.state}, not ready", field="mosaic_id")
     path = services.storage.mosaic_dir(mosaic.session_id, mosaic.id) / str(mosaic.result["file"])
+    if services.settings.presigned_downloads:
+        url = services.storage.download_url(
+            path, seconds=services.settings.presigned_seconds, filename=download_name(mosaic),
+            media_type=MEDIA_TYPES[mosaic.format], inline=not download,
+        )  # fmt: skip
+        return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+    if not services.storage.fetch(path):
+        raise ApiError(404, "the mosaic's file is missing", field="mosaic_id")
     return FileResponse(
         path,
         media_type=MEDIA_TYPES[mosaic.format],
@@ -164,7 +173,7 @@ async def _store_tiles(services: Services, session_id: str, tiles: list[UploadFi
     if not files:
         raise ApiError(422, "no tile files in the request", field="tiles")
     _check_disk(services)
-    existing = len(services.storage.uploads(session_id))
+    existing = len(services.records.uploads(session_id))
     if existing + len(files) > settings.max_files_per_session:
         raise ApiError(
             413, f"a session holds at most {settings.max_files_per_session} files", field="tiles"
@@ -174,7 +183,8 @@ async def _store_tiles(services: Services, session_id: str, tiles: list[UploadFi
         name = _display_name(upload.filename or f"file-{number}")
         try:
             await run_in_threadpool(
-                services.storage.add_upload, session_id, name, upload.file, max_bytes=settings.max_file_bytes
+                services.libraries.add_upload, session_id, name, upload.file,
+                max_bytes=settings.max_file_bytes,
             )  # fmt: skip
         except FileTooLarge as exc:
             raise ApiError(413, str(exc), file=name, field="tiles") from exc
@@ -213,6 +223,7 @@ async def _new_mosaic(
             )  # fmt: skip
         tile_w, tile_h = params.tile_shape
         check_output_size(params.cols * tile_w, rows * tile_h, options.format, settings.max_output_pixels)
+        await run_in_threadpool(services.storage.publish, path)  # for the worker that renders it
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

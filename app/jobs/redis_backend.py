@@ -1,0 +1,276 @@
+"""Records and session locks in Redis, for a cluster of web processes and workers.
+
+Every record is one hash whose field values are JSON; an update is one ``HSET`` run by a
+script that first checks the record still exists, so a job finishing after its session was
+deleted cannot bring the record back. Upload numbers come from ``INCR``.
+
+Keys (under the prefix, ``tessera:`` by default)::
+
+    sessions                 set of session ids
+    s:<id>                   session record
+    s:<id>:mosaics           sorted set of the session's mosaic ids, by creation time
+    s:<id>:uploads           hash: upload number -> {"name", "file"}
+    s:<id>:seq               last upload number handed out
+    m:<id>                   mosaic record
+    lock:<id>                the session's lock (index builds, library updates)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, fields
+from typing import TYPE_CHECKING, Any
+
+from app.jobs.records import MosaicRecord, SessionRecord, UploadEntry
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+log = logging.getLogger(__name__)
+
+# HSET only if the hash exists: ARGV holds field, value pairs.
+_UPDATE_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    redis.call('HSET', KEYS[1], unpack(ARGV))
+    return 1
+end
+return 0
+"""
+# Release or extend a lock only while it still holds our token.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_SESSION_FIELDS = [f.name for f in fields(SessionRecord)]
+_MOSAIC_FIELDS = [f.name for f in fields(MosaicRecord)]
+
+
+def connect(url: str) -> Redis:
+    """A client for ``url`` (a connection pool, safe to share between threads)."""
+    from redis import Redis
+
+    return Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5, health_check_interval=30)
+
+
+class RedisRecords:
+    """The :class:`app.jobs.records.Records` interface on Redis."""
+
+    def __init__(self, client: Redis, *, prefix: str = "tessera:") -> None:
+        self.redis = client
+        self.prefix = prefix
+        self._update = client.register_script(_UPDATE_IF_EXISTS)
+
+    def _key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    def check(self) -> None:
+        self.redis.ping()
+
+    # sessions ---------------------------------------------------------------------------------
+
+    def create_session(self, session_id: str) -> SessionRecord:
+        now = time.time()
+        record = SessionRecord(session_id, "indexing", now, now, 0, 0, 0, [], None)
+        pipe = self.redis.pipeline()
+        pipe.hset(self._key("s", session_id), mapping=_encode(asdict(record)))
+        pipe.sadd(self._key("sessions"), session_id)
+        pipe.execute()
+        return record
+
+    def session(self, session_id: str) -> SessionRecord | None:
+        data = self._load(self._key("s", session_id), _SESSION_FIELDS)
+        return None if data is None else SessionRecord(**data)
+
+    def update_session(self, session_id: str, **values: Any) -> None:
+        self._set(self._key("s", session_id), values)
+
+    def sessions_in_state(self, *states: str) -> list[str]:
+        return [s.id for s in self._all_sessions() if s.state in states]
+
+    def expired_sessions(self, *, older_than: float) -> list[str]:
+        expired = []
+        for session in self._all_sessions():
+            if session.state == "indexing" or session.updated >= older_than:
+                continue
+            busy = any(
+                m.updated >= older_than or m.state in ("queued", "rendering")
+                for m in self.mosaics_of(session.id)
+            )
+            if not busy:
+                expired.append(session.id)
+        return expired
+
+    def delete_session(self, session_id: str) -> bool:
+        mosaic_ids = [_text(m) for m in self.redis.zrange(self._key("s", session_id, "mosaics"), 0, -1)]
+        pipe = self.redis.pipeline()
+        pipe.delete(self._key("s", session_id))
+        for mosaic_id in mosaic_ids:
+            pipe.delete(self._key("m", mosaic_id))
+        pipe.delete(
+            self._key("s", session_id, "mosaics"),
+            self._key("s", session_id, "uploads"),
+            self._key("s", session_id, "seq"),
+        )
+        pipe.srem(self._key("sessions"), session_id)
+        return bool(pipe.execute()[0])
+
+    def _all_sessions(self) -> Iterator[SessionRecord]:
+        for raw in self.redis.sscan_iter(self._key("sessions"), count=500):
+            record = self.session(_text(raw))
+            if record is not None:
+                yield record
+
+    # uploads ----------------------------------------------------------------------------------
+
+    def next_upload_seq(self, session_id: str) -> int:
+        if not self.redis.exists(self._key("s", session_id)):
+            raise KeyError(f"no session {session_id}")
+        return int(self.redis.incr(self._key("s", session_id, "seq")))
+
+    def add_upload(self, session_id: str, entry: UploadEntry) -> None:
+        value = json.dumps({"name": entry.name, "file": entry.file})
+        self.redis.hset(self._key("s", session_id, "uploads"), str(entry.seq), value)
+
+    def uploads(self, session_id: str) -> list[UploadEntry]:
+        raw = self.redis.hgetall(self._key("s", session_id, "uploads"))
+        entries = []
+        for seq, value in raw.items():
+            data = json.loads(value)
+            entries.append(UploadEntry(int(seq), str(data["name"]), str(data["file"])))
+        return sorted(entries, key=lambda e: e.seq)
+
+    # mosaics ----------------------------------------------------------------------------------
+
+    def create_mosaic(
+        self, mosaic_id: str, session_id: str, *, params: dict[str, Any], fmt: str, cover_name: str
+    ) -> MosaicRecord:
+        now = time.time()
+        record = MosaicRecord(
+            mosaic_id, session_id, "queued", now, now, None, 0, 0, params, fmt, cover_name
+        )  # fmt: skip
+        pipe = self.redis.pipeline()
+        pipe.hset(self._key("m", mosaic_id), mapping=_encode(asdict(record)))
+        pipe.zadd(self._key("s", session_id, "mosaics"), {mosaic_id: now})
+        pipe.execute()
+        return record
+
+    def mosaic(self, mosaic_id: str) -> MosaicRecord | None:
+        data = self._load(self._key("m", mosaic_id), _MOSAIC_FIELDS)
+        return None if data is None else MosaicRecord(**data)
+
+    def mosaics_of(self, session_id: str) -> list[MosaicRecord]:
+        ids = self.redis.zrange(self._key("s", session_id, "mosaics"), 0, -1)
+        found = (self.mosaic(_text(m)) for m in ids)
+        return [m for m in found if m is not None]
+
+    def update_mosaic(self, mosaic_id: str, **values: Any) -> None:
+        self._set(self._key("m", mosaic_id), values)
+
+    def mosaics_in_state(self, *states: str) -> list[MosaicRecord]:
+        found = [m for s in self._all_sessions() for m in self.mosaics_of(s.id) if m.state in states]
+        return sorted(found, key=lambda m: m.created)
+
+    # helpers ----------------------------------------------------------------------------------
+
+    def _load(self, key: str, names: list[str]) -> dict[str, Any] | None:
+        raw = self.redis.hgetall(key)
+        if not raw:
+            return None
+        data = {_text(k): json.loads(v) for k, v in raw.items()}
+        return {name: data[name] for name in names if name in data}
+
+    def _set(self, key: str, values: dict[str, Any]) -> None:
+        pairs: list[str] = []
+        for name, value in _encode({**values, "updated": time.time()}).items():
+            pairs += [name, value]
+        self._update(keys=[key], args=pairs)
+
+
+class RedisLocks:
+    """Per-session locks shared by every process: a Redis key with a token and an expiry.
+
+    Re-entrant within a thread. While held, a watchdog thread keeps extending the expiry, so a
+    long index build keeps its lock and a killed worker's lock lapses after ``timeout`` seconds.
+    Threads of one process queue on a local lock first, so only one of them polls Redis.
+    """
+
+    def __init__(self, client: Redis, *, prefix: str = "tessera:", timeout: float = 30.0) -> None:
+        self.redis = client
+        self.prefix = prefix
+        self.timeout = timeout
+        self._release = client.register_script(_RELEASE)
+        self._extend = client.register_script(_EXTEND)
+        self._local: dict[str, threading.RLock] = {}
+        self._guard = threading.Lock()
+        self._held = threading.local()
+
+    @contextmanager
+    def hold(self, session_id: str) -> Iterator[None]:
+        with self._guard:
+            local = self._local.setdefault(session_id, threading.RLock())
+        with local:
+            depth: dict[str, int] = self._held.__dict__.setdefault("depth", {})
+            if depth.get(session_id, 0):
+                depth[session_id] += 1
+                try:
+                    yield
+                finally:
+                    depth[session_id] -= 1
+                return
+            with self._acquired(session_id):
+                depth[session_id] = 1
+                try:
+                    yield
+                finally:
+                    depth[session_id] = 0
+
+    def forget(self, session_id: str) -> None:
+        with self._guard:
+            self._local.pop(session_id, None)
+
+    @contextmanager
+    def _acquired(self, session_id: str) -> Iterator[None]:
+        key = f"{self.prefix}lock:{session_id}"
+        token = uuid.uuid4().hex
+        ttl_ms = int(self.timeout * 1000)
+        waited = 0.0
+        while not self.redis.set(key, token, nx=True, px=ttl_ms):
+            time.sleep(0.05 if waited < 2 else 0.2)
+            waited += 0.05 if waited < 2 else 0.2
+        stop = threading.Event()
+
+        def keep_alive() -> None:
+            while not stop.wait(self.timeout / 3):
+                try:
+                    if not self._extend(keys=[key], args=[token, ttl_ms]):
+                        log.error("lost the lock of session %s", session_id)
+                        return
+                except Exception:  # a blip of the connection: try again next round
+                    log.warning("could not extend the lock of session %s", session_id, exc_info=True)
+
+        watchdog = threading.Thread(target=keep_alive, name=f"lock-{session_id[:8]}", daemon=True)
+        watchdog.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            watchdog.join()
+            self._release(keys=[key], args=[token])
+
+
+def _encode(values: dict[str, Any]) -> dict[Any, Any]:
+    return {name: json.dumps(value) for name, value in values.items()}
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -148,9 +148,9 @@ def _parser() -> argparse.ArgumentParser:
     worker = commands.add_parser(
         "worker",
         help="run background jobs from the queue (needs TESSERA_BROKER_URL)",
-        description="Take index builds and renders from the Celery queues on TESSERA_BROKER_URL and run "
-        "them; SIGTERM lets running jobs finish first. Settings: TESSERA_WORKER_CONCURRENCY, "
-        "TESSERA_WORKER_QUEUES, and the storage settings the web processes use.",
+        description="Take index builds, renders, zoom pyramids and animations from the Celery queues on "
+        "TESSERA_BROKER_URL and run them; SIGTERM lets running jobs finish first. Settings: "
+        "TESSERA_WORKER_CONCURRENCY, TESSERA_WORKER_QUEUES, and the storage settings the web processes use.",
     )
     worker.add_argument("--name", default=None, help="worker name, unique in the cluster (default: tessera)")
     worker.add_argument("--concurrency", type=int, default=None, help="jobs at once (default: setting)")

@@ -102,6 +102,9 @@ class ObjectStore:
         strip = len(self.prefix)
         return [item["Key"][strip:] for page in pages for item in page.get("Contents", [])]
 
+    def delete(self, key: str) -> None:
+        self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
     def delete_prefix(self, prefix: str) -> None:
         keys = self.list(prefix)
         for start in range(0, len(keys), 1000):  # the API deletes at most 1000 keys per call

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(None, description="redis://host:6379/0 sends jobs to `tessera worker`s")
     index_queue: str = Field("tessera-index", min_length=1, description="Celery queue of index builds")
     render_queue: str = Field("tessera-render", min_length=1, description="Celery queue of renders")
+    zoom_queue: str = Field(
+        "tessera-zoom", min_length=1, description="Celery queue of zoom pyramids and animations"
+    )
     worker_concurrency: int = Field(1, ge=1, le=64, description="jobs one `tessera worker` runs at once")
     worker_queues: str | None = Field(None, description="comma-separated queues a worker takes (all)")
     visibility_timeout_seconds: int = Field(
@@ -86,7 +89,7 @@ class Settings(BaseSettings):
         """The queues a worker consumes."""
         if self.worker_queues:
             return [q.strip() for q in self.worker_queues.split(",") if q.strip()]
-        return [self.index_queue, self.render_queue]
+        return [self.index_queue, self.render_queue, self.zoom_queue]
 
     @property
     def database_path(self) -> Path:

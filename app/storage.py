@@ -168,6 +168,12 @@ class Storage:
         keys = self.remote.list(self.key(folder) + "/")
         self.fetch_many(self.root / key for key in keys)
 
+    def delete_file(self, path: Path) -> None:
+        """Remove a file here and in the object store."""
+        path.unlink(missing_ok=True)
+        if self.remote is not None:
+            self.remote.delete(self.key(path))
+
     def delete_tree(self, folder: Path) -> None:
         """Remove a folder here and in the object store."""
         shutil.rmtree(folder, ignore_errors=True)

@@ -1,6 +1,7 @@
 """Where a job runs: the one thing that differs between one machine and a cluster.
 
-A job is a kind (``"index"``, ``"render"``) and a record id; :meth:`app.jobs.runner.Jobs.run`
+A job is a kind (``"index"``, ``"render"``, and the zoom jobs ``"pyramid"`` and ``"animation"``)
+and a record id; :meth:`app.jobs.runner.Jobs.run`
 runs it, in either deployment.
 
 * :class:`LocalDispatcher` runs jobs on a small pool of threads in this process (the default:
@@ -110,13 +111,20 @@ class CeleryDispatcher:
 
         self.settings = settings
         self.app: Celery = celery_app(settings)
-        self._queues = {"index": settings.index_queue, "render": settings.render_queue}
+        self._queues = {
+            "index": settings.index_queue,
+            "render": settings.render_queue,
+            # Pyramids follow every render and animations can take a minute: their own queue,
+            # so they never hold up renders on machines that only take renders.
+            "pyramid": settings.zoom_queue,
+            "animation": settings.zoom_queue,
+        }
 
     def start(self, run: Run) -> None:
         pass  # the workers run the jobs
 
     def submit(self, kind: str, record_id: str) -> None:
-        queue = self._queues.get(kind, self.settings.render_queue)
+        queue = self._queues.get(kind, self.settings.render_queue)  # more kinds: with the renders
         self.app.send_task(TASK_NAME, args=(kind, record_id), queue=queue)
 
     def idle(self) -> bool:

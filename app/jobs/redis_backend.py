@@ -13,6 +13,15 @@ Keys (under the prefix, ``tessera:`` by default)::
     s:<id>:seq               last upload number handed out
     m:<id>                   mosaic record
     lock:<id>                the session's lock (index builds, library updates)
+
+and the zoom records (:class:`RedisZoomRecords`)::
+
+    p:<mosaic id>            the mosaic's pyramid record
+    token:<share token>      the mosaic id a share link names
+    a:<id>                   animation record
+    m:<mosaic id>:animations sorted set of the mosaic's animation ids, by creation time
+    s:<id>:zoom              set of the keys above that belong to the session (deleted with it)
+    pyramids, animations     sets of every pyramid's mosaic id and every animation id
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from dataclasses import asdict, fields
 from typing import TYPE_CHECKING, Any
 
 from app.jobs.records import MosaicRecord, SessionRecord, UploadEntry
+from app.jobs.zoom_records import AnimationRecord, PyramidRecord
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -51,8 +61,36 @@ _EXTEND = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
+# Queue a pyramid. KEYS: pyramid, mosaic, token, session's zoom set, set of pyramids.
+# ARGV: mosaic id, if_absent (1/0), updated, then the new record's field, value pairs.
+_QUEUE_PYRAMID = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    if ARGV[2] == '1' then return 0 end
+    redis.call('HSET', KEYS[1], 'state', '"queued"', 'done', '0', 'total', '0', 'error', 'null',
+               'updated', ARGV[3])
+    return 1
+end
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('SET', KEYS[3], ARGV[1])
+redis.call('SADD', KEYS[4], KEYS[1], KEYS[3])
+redis.call('SADD', KEYS[5], ARGV[1])
+return 1
+"""
+# Create an animation of a mosaic that still exists. KEYS: animation, mosaic, the mosaic's
+# animations, session's zoom set, set of animations. ARGV: id, created, then field, value pairs.
+_CREATE_ANIMATION = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('SADD', KEYS[4], KEYS[1], KEYS[3])
+redis.call('SADD', KEYS[5], ARGV[1])
+return 1
+"""
 _SESSION_FIELDS = [f.name for f in fields(SessionRecord)]
 _MOSAIC_FIELDS = [f.name for f in fields(MosaicRecord)]
+_PYRAMID_FIELDS = [f.name for f in fields(PyramidRecord)]
+_ANIMATION_FIELDS = [f.name for f in fields(AnimationRecord)]
 
 
 def connect(url: str) -> Redis:
@@ -62,8 +100,8 @@ def connect(url: str) -> Redis:
     return Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5, health_check_interval=30)
 
 
-class RedisRecords:
-    """The :class:`app.jobs.records.Records` interface on Redis."""
+class _Hashes:
+    """Records as Redis hashes of JSON values, updated only while they exist."""
 
     def __init__(self, client: Redis, *, prefix: str = "tessera:") -> None:
         self.redis = client
@@ -72,6 +110,23 @@ class RedisRecords:
 
     def _key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
+
+    def _load(self, key: str, names: list[str]) -> dict[str, Any] | None:
+        raw = self.redis.hgetall(key)
+        if not raw:
+            return None
+        data = {_text(k): json.loads(v) for k, v in raw.items()}
+        return {name: data[name] for name in names if name in data}
+
+    def _set(self, key: str, values: dict[str, Any]) -> None:
+        pairs: list[str] = []
+        for name, value in _encode({**values, "updated": time.time()}).items():
+            pairs += [name, value]
+        self._update(keys=[key], args=pairs)
+
+
+class RedisRecords(_Hashes):
+    """The :class:`app.jobs.records.Records` interface on Redis."""
 
     def check(self) -> None:
         self.redis.ping()
@@ -180,20 +235,115 @@ class RedisRecords:
         found = [m for s in self._all_sessions() for m in self.mosaics_of(s.id) if m.state in states]
         return sorted(found, key=lambda m: m.created)
 
-    # helpers ----------------------------------------------------------------------------------
 
-    def _load(self, key: str, names: list[str]) -> dict[str, Any] | None:
-        raw = self.redis.hgetall(key)
-        if not raw:
-            return None
-        data = {_text(k): json.loads(v) for k, v in raw.items()}
-        return {name: data[name] for name in names if name in data}
+class RedisZoomRecords(_Hashes):
+    """The :class:`app.jobs.zoom_records.ZoomRecords` interface on Redis (same prefix as the
+    :class:`RedisRecords` they belong to: a pyramid or an animation is only created while its
+    mosaic's record exists, so none outlives a deleted session)."""
 
-    def _set(self, key: str, values: dict[str, Any]) -> None:
-        pairs: list[str] = []
-        for name, value in _encode({**values, "updated": time.time()}).items():
-            pairs += [name, value]
-        self._update(keys=[key], args=pairs)
+    def __init__(self, client: Redis, *, prefix: str = "tessera:") -> None:
+        super().__init__(client, prefix=prefix)
+        self._queue_pyramid = client.register_script(_QUEUE_PYRAMID)
+        self._create_animation = client.register_script(_CREATE_ANIMATION)
+
+    # pyramids ---------------------------------------------------------------------------------
+
+    def queue_pyramid(
+        self, mosaic_id: str, session_id: str, share_token: str, *, if_absent: bool = False
+    ) -> bool:
+        now = time.time()
+        record = PyramidRecord(mosaic_id, session_id, share_token, "queued", now, now, 0, 0)
+        keys = [
+            self._key("p", mosaic_id),
+            self._key("m", mosaic_id),
+            self._key("token", share_token),
+            self._key("s", session_id, "zoom"),
+            self._key("pyramids"),
+        ]
+        args = [mosaic_id, "1" if if_absent else "0", json.dumps(now), *_pairs(asdict(record))]
+        return bool(self._queue_pyramid(keys=keys, args=args))
+
+    def pyramid(self, mosaic_id: str) -> PyramidRecord | None:
+        data = self._load(self._key("p", mosaic_id), _PYRAMID_FIELDS)
+        return None if data is None else PyramidRecord(**data)
+
+    def pyramid_by_token(self, token: str) -> PyramidRecord | None:
+        mosaic_id = self.redis.get(self._key("token", token))
+        record = None if mosaic_id is None else self.pyramid(_text(mosaic_id))
+        return record if record is not None and record.share_token == token else None
+
+    def pyramids_in_state(self, *states: str) -> list[PyramidRecord]:
+        found = (self.pyramid(_text(m)) for m in self.redis.sscan_iter(self._key("pyramids"), count=500))
+        return [p for p in found if p is not None and p.state in states]
+
+    def update_pyramid(self, mosaic_id: str, **values: Any) -> None:
+        self._set(self._key("p", mosaic_id), values)
+
+    # animations -------------------------------------------------------------------------------
+
+    def create_animation(
+        self, animation_id: str, *, mosaic_id: str, session_id: str, spec: dict[str, Any], total: int
+    ) -> AnimationRecord:
+        now = time.time()
+        record = AnimationRecord(animation_id, mosaic_id, session_id, "queued", now, now, 0, total, spec)
+        keys = [
+            self._key("a", animation_id),
+            self._key("m", mosaic_id),
+            self._key("m", mosaic_id, "animations"),
+            self._key("s", session_id, "zoom"),
+            self._key("animations"),
+        ]
+        self._create_animation(keys=keys, args=[animation_id, repr(now), *_pairs(asdict(record))])
+        return record
+
+    def animation(self, animation_id: str) -> AnimationRecord | None:
+        data = self._load(self._key("a", animation_id), _ANIMATION_FIELDS)
+        return None if data is None else AnimationRecord(**data)
+
+    def animations_of(self, mosaic_id: str) -> list[AnimationRecord]:
+        ids = self.redis.zrange(self._key("m", mosaic_id, "animations"), 0, -1)
+        found = (self.animation(_text(a)) for a in ids)
+        return [a for a in found if a is not None]
+
+    def animations_in_state(self, *states: str) -> list[AnimationRecord]:
+        found = (self.animation(_text(a)) for a in self.redis.sscan_iter(self._key("animations"), count=500))
+        return sorted((a for a in found if a is not None and a.state in states), key=lambda a: a.created)
+
+    def update_animation(self, animation_id: str, **values: Any) -> None:
+        self._set(self._key("a", animation_id), values)
+
+    # sessions ---------------------------------------------------------------------------------
+
+    def _session_keys(self, session_id: str) -> list[str]:
+        return sorted(_text(k) for k in self.redis.smembers(self._key("s", session_id, "zoom")))
+
+    def in_use(self, session_id: str, *, since: float) -> bool:
+        pyramid, animation = self._key("p", ""), self._key("a", "")
+        for key in self._session_keys(session_id):
+            if not key.startswith((pyramid, animation)):
+                continue
+            state, updated = (
+                None if v is None else json.loads(v) for v in self.redis.hmget(key, "state", "updated")
+            )
+            if updated is not None and updated >= since:
+                return True
+            if key.startswith(animation) and state in ("queued", "rendering"):
+                return True
+        return False
+
+    def delete_session(self, session_id: str) -> None:
+        zoom = self._key("s", session_id, "zoom")
+        keys = self._session_keys(session_id)
+        pyramid, animation = self._key("p", ""), self._key("a", "")
+        pipe = self.redis.pipeline()
+        for key in keys:
+            pipe.delete(key)
+            if key.startswith(pyramid):
+                pipe.srem(self._key("pyramids"), key.removeprefix(pyramid))
+            elif key.startswith(animation):
+                pipe.srem(self._key("animations"), key.removeprefix(animation))
+        pipe.delete(zoom)
+        pipe.execute()
 
 
 class RedisLocks:
@@ -270,6 +420,11 @@ class RedisLocks:
 
 def _encode(values: dict[str, Any]) -> dict[Any, Any]:
     return {name: json.dumps(value) for name, value in values.items()}
+
+
+def _pairs(values: dict[str, Any]) -> list[str]:
+    """``[name, JSON value, name, JSON value, ...]``, as HSET takes them in a script."""
+    return [part for name, value in _encode(values).items() for part in (name, value)]
 
 
 def _text(value: Any) -> str:

@@ -5,7 +5,7 @@ The settings pick the deployment; nothing else in the code asks which one it is 
 ==================  ================================  ==========================================
                     default (one machine)             ``TESSERA_BROKER_URL`` / ``TESSERA_S3_*``
 ==================  ================================  ==========================================
-records             SQLite file in the data folder    Redis (the broker's database)
+records, zoom       SQLite file in the data folder    Redis (the broker's database)
 session locks       in-process locks                  Redis locks
 jobs run            thread pool in this process       Celery workers (``tessera worker``)
 files               the data folder                   an S3 bucket, the data folder as cache
@@ -22,7 +22,7 @@ from app.jobs.locks import LocalLocks, SessionLocks
 from app.jobs.records import Records, SqliteRecords
 from app.jobs.runner import Jobs
 from app.jobs.zoom_jobs import ZoomJobs
-from app.jobs.zoom_records import ZoomRecords
+from app.jobs.zoom_records import SqliteZoomRecords, ZoomRecords
 from app.object_store import ObjectStore
 from app.settings import Settings
 from app.storage import Storage
@@ -42,21 +42,32 @@ class Services:
     def build(cls, settings: Settings) -> Services:
         storage = Storage(settings.data_dir, remote=_object_store(settings))
         records: Records
+        zoom_records: ZoomRecords
         locks: SessionLocks
         if settings.broker_url:
-            from app.jobs.redis_backend import RedisLocks, RedisRecords, connect
+            from app.jobs.redis_backend import RedisLocks, RedisRecords, RedisZoomRecords, connect
 
             client = connect(settings.broker_url)
             records = RedisRecords(client)
+            zoom_records = RedisZoomRecords(client)
             locks = RedisLocks(client, timeout=settings.lock_timeout_seconds)
         else:
             records = SqliteRecords(settings.database_path)
+            zoom_records = SqliteZoomRecords(settings.database_path)
             locks = LocalLocks()
         libraries = Libraries(settings, storage, records, locks)
         jobs = Jobs(settings, storage, records, libraries, make_dispatcher(settings))
-        zoom_records = ZoomRecords(settings.database_path)  # SQLite: one machine (see docs/zoom.md)
         zoom = ZoomJobs(settings, storage, records, zoom_records, libraries, jobs)
         return cls(settings, storage, records, libraries, jobs, zoom_records, zoom)
+
+    def delete_session(self, session_id: str) -> None:
+        """Remove a session everywhere: its records (the main ones first, so running jobs see it
+        gone), its pyramids and animations, its cached library, and its files (here and in the
+        object store)."""
+        self.records.delete_session(session_id)
+        self.zoom_records.delete_session(session_id)
+        self.libraries.forget(session_id)
+        self.storage.delete_session(session_id)
 
     @staticmethod
     def prepare(settings: Settings) -> None:

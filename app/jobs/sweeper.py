@@ -15,21 +15,23 @@ _STALE_PART_SECONDS = 3600  # a ".part" file this old belongs to a write that di
 
 
 def sweep(services: Services, *, now: float | None = None) -> list[str]:
-    """Delete sessions idle longer than the TTL (none with a job still running), folders with
-    no record, and stale partial files. Returns the removed session ids."""
+    """Delete sessions idle longer than the TTL (none with a job still running, none whose
+    animations were made or asked for within it), folders with no record, and stale partial
+    files. Returns the removed session ids."""
     now = time.time() if now is None else now
     ttl = services.settings.session_ttl_hours * 3600
     removed = []
     for session_id in services.records.expired_sessions(older_than=now - ttl):
+        if services.zoom_records.in_use(session_id, since=now - ttl):
+            continue
         log.info("removing expired session %s", session_id)
-        services.records.delete_session(session_id)
-        services.libraries.forget(session_id)
-        services.storage.delete_session(session_id)
+        services.delete_session(session_id)
         removed.append(session_id)
     for session_id in list(services.storage.iter_session_ids()):
         folder = services.storage.session_dir(session_id)
         if services.records.session(session_id) is None and _age(folder, now) > ttl:
-            services.storage.delete_session(session_id)  # created, then the server died
+            services.zoom_records.delete_session(session_id)  # created, then the server died
+            services.storage.delete_session(session_id)
             removed.append(session_id)
     for root, _, files in os.walk(services.storage.root):  # os.walk skips folders deleted meanwhile
         for name in files:

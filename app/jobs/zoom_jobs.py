@@ -2,8 +2,10 @@
 
 A pyramid is queued as soon as a render is ready and cut from the mosaic's placement grid
 (``grid.npy``) and the session's tile library, never from the encoded mosaic. Animations are
-rendered the same way. Both run on the shared job pool, keep their state in SQLite, and start
-again from scratch after a restart.
+rendered the same way. Both run wherever the dispatcher runs jobs (the in-process pool, or the
+Celery workers, on their own queue), keep their state in the zoom records (SQLite or Redis), and
+start again from scratch after a restart. With an object store, a job publishes its files
+before its record says ready; the web processes fetch each file the first time it is asked for.
 """
 
 from __future__ import annotations
@@ -69,10 +71,12 @@ class ZoomJobs:
 
     # submitting -------------------------------------------------------------------------------
 
-    def submit_pyramid(self, mosaic_id: str) -> None:
+    def submit_pyramid(self, mosaic_id: str, *, if_absent: bool = False) -> None:
+        """Queue the build of a mosaic's pyramid (``if_absent``: only if it has none yet)."""
         mosaic = self.records.mosaic(mosaic_id)
-        if mosaic is not None:
-            self.zoom_records.queue_pyramid(mosaic_id, mosaic.session_id, new_token())
+        if mosaic is not None and self.zoom_records.queue_pyramid(
+            mosaic_id, mosaic.session_id, new_token(), if_absent=if_absent
+        ):
             self.jobs.dispatcher.submit("pyramid", mosaic_id)
 
     def create_animation(self, mosaic: MosaicRecord, spec: AnimationSpec) -> AnimationRecord:
@@ -91,9 +95,13 @@ class ZoomJobs:
 
     def resume_interrupted(self) -> None:
         """After a restart: build the pyramids a stopped server left unfinished (and those of
-        mosaics made before pyramids existed), and render the unfinished animations again. Not
-        with a durable queue, which hands its jobs out again by itself."""
+        mosaics made before pyramids existed), and render the unfinished animations again. With
+        a durable queue, which hands its jobs out again by itself, only the pyramids of mosaics
+        made before pyramids existed (queued once, whichever web process gets there first)."""
         if self.jobs.dispatcher.durable:
+            for mosaic in self.records.mosaics_in_state("ready"):
+                if self.zoom_records.pyramid(mosaic.id) is None:
+                    self.submit_pyramid(mosaic.id, if_absent=True)
             return
         for pyramid in self.zoom_records.pyramids_in_state("queued", "building"):
             log.info("resuming pyramid of mosaic %s", pyramid.mosaic_id)
@@ -133,6 +141,10 @@ class ZoomJobs:
                 raise FileNotFoundError("the mosaic was deleted while its pyramid was built")
             shutil.rmtree(final, ignore_errors=True)
             partial.replace(final)
+            self.storage.publish_tree(final)  # every tile and the descriptor, before it says ready
+            if self.records.mosaic(mosaic_id) is None:  # deleted while publishing: leave nothing
+                self.storage.delete_tree(final)
+                return
         except Exception as exc:
             shutil.rmtree(partial, ignore_errors=True)
             if self.records.mosaic(mosaic_id) is None:
@@ -169,6 +181,10 @@ class ZoomJobs:
             if self.records.mosaic(mosaic.id) is None:
                 raise FileNotFoundError("the mosaic was deleted while it was animated")
             partial.replace(out)
+            self.storage.publish(out)  # before the record says ready
+            if self.records.mosaic(mosaic.id) is None:  # deleted while publishing: leave nothing
+                self.storage.delete_file(out)
+                return
         except Exception as exc:
             partial.unlink(missing_ok=True)
             if self.records.mosaic(mosaic.id) is None:

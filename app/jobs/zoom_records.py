@@ -1,8 +1,12 @@
-"""Deep Zoom pyramid and animation records, in the same SQLite database as sessions and mosaics.
+"""Deep Zoom pyramid and animation records.
 
-Each ready mosaic has one pyramid row (its background build state and its share token) and any
-number of animation rows. Rows of a deleted mosaic stay behind, unreachable: every lookup goes
-through the mosaic record first, and jobs check that it still exists.
+Each ready mosaic has one pyramid record (its background build state and its share token) and
+any number of animation records. :class:`ZoomRecords` is the interface, chosen by the same
+setting as the main records (:mod:`app.jobs.services`): :class:`SqliteZoomRecords` keeps them
+in the same SQLite database as sessions and mosaics (one machine);
+``app.jobs.redis_backend.RedisZoomRecords`` keeps them in Redis (a cluster). Deleting a session
+deletes its zoom records too (:meth:`ZoomRecords.delete_session`); an update of a record that no
+longer exists (a job finishing after the delete) does nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pyramids (
@@ -46,6 +50,8 @@ CREATE TABLE IF NOT EXISTS animations (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS animations_by_mosaic ON animations(mosaic_id, created);
+CREATE INDEX IF NOT EXISTS animations_by_session ON animations(session_id);
+CREATE INDEX IF NOT EXISTS pyramids_by_session ON pyramids(session_id);
 """
 
 
@@ -80,7 +86,43 @@ class AnimationRecord:
     error: str | None = None
 
 
-class ZoomRecords:
+class ZoomRecords(Protocol):
+    """What the zoom jobs and routes read and write; thread-safe in every implementation."""
+
+    def queue_pyramid(
+        self, mosaic_id: str, session_id: str, share_token: str, *, if_absent: bool = False
+    ) -> bool:
+        """Mark the mosaic's pyramid as queued: a new record gets ``share_token``, an existing one
+        keeps its own. With ``if_absent`` an existing record is left alone. True if it was queued."""
+        ...
+
+    def pyramid(self, mosaic_id: str) -> PyramidRecord | None: ...
+    def pyramid_by_token(self, token: str) -> PyramidRecord | None: ...
+    def pyramids_in_state(self, *states: str) -> list[PyramidRecord]: ...
+    def update_pyramid(self, mosaic_id: str, **fields: Any) -> None: ...
+
+    def create_animation(
+        self, animation_id: str, *, mosaic_id: str, session_id: str, spec: dict[str, Any], total: int
+    ) -> AnimationRecord: ...
+    def animation(self, animation_id: str) -> AnimationRecord | None: ...
+    def animations_of(self, mosaic_id: str) -> list[AnimationRecord]:
+        """The mosaic's animations, oldest first."""
+        ...
+
+    def animations_in_state(self, *states: str) -> list[AnimationRecord]: ...
+    def update_animation(self, animation_id: str, **fields: Any) -> None: ...
+
+    def in_use(self, session_id: str, *, since: float) -> bool:
+        """True if a pyramid or animation of the session was touched since ``since``, or an
+        animation of it is still waiting or running (the sweeper keeps such sessions)."""
+        ...
+
+    def delete_session(self, session_id: str) -> None:
+        """Remove every pyramid and animation record of a session (its share links die too)."""
+        ...
+
+
+class SqliteZoomRecords:
     """Thread-safe access to the pyramid and animation tables (one connection per thread)."""
 
     def __init__(self, path: Path) -> None:
@@ -111,17 +153,19 @@ class ZoomRecords:
 
     # pyramids ---------------------------------------------------------------------------------
 
-    def queue_pyramid(self, mosaic_id: str, session_id: str, share_token: str) -> None:
-        """Mark the mosaic's pyramid as queued (a new row keeps ``share_token``, an existing row
-        keeps its own)."""
+    def queue_pyramid(
+        self, mosaic_id: str, session_id: str, share_token: str, *, if_absent: bool = False
+    ) -> bool:
         now = time.time()
+        requeue = "state = 'queued', done = 0, total = 0, error = NULL, updated = excluded.updated"
+        on_conflict = "DO NOTHING" if if_absent else f"DO UPDATE SET {requeue}"
         with self._tx() as db:
-            db.execute(
+            cursor = db.execute(
                 "INSERT INTO pyramids (mosaic_id, session_id, share_token, state, created, updated)"
-                " VALUES (?, ?, ?, 'queued', ?, ?) ON CONFLICT(mosaic_id) DO UPDATE SET"
-                " state = 'queued', done = 0, total = 0, error = NULL, updated = excluded.updated",
+                f" VALUES (?, ?, ?, 'queued', ?, ?) ON CONFLICT(mosaic_id) {on_conflict}",
                 (mosaic_id, session_id, share_token, now, now),
             )
+        return cursor.rowcount > 0
 
     def pyramid(self, mosaic_id: str) -> PyramidRecord | None:
         row = (
@@ -176,6 +220,24 @@ class ZoomRecords:
 
     def update_animation(self, animation_id: str, **fields: Any) -> None:
         self._update("animations", "id", animation_id, fields)
+
+    def in_use(self, session_id: str, *, since: float) -> bool:
+        row = (
+            self._connection()
+            .execute(
+                "SELECT 1 FROM animations WHERE session_id = ?"
+                " AND (updated >= ? OR state IN ('queued', 'rendering'))"
+                " UNION ALL SELECT 1 FROM pyramids WHERE session_id = ? AND updated >= ? LIMIT 1",
+                (session_id, since, session_id, since),
+            )
+            .fetchone()
+        )
+        return row is not None
+
+    def delete_session(self, session_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM animations WHERE session_id = ?", (session_id,))
+            db.execute("DELETE FROM pyramids WHERE session_id = ?", (session_id,))
 
     def _update(self, table: str, key: str, record_id: str, fields: dict[str, Any]) -> None:
         fields = {**fields, "updated": time.time()}

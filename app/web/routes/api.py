@@ -71,10 +71,9 @@ async def add_tiles(
 
 @router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
 async def delete_session(session: SessionDep, services: ServicesDep) -> Response:
-    """Remove the session, its tiles and every mosaic made from them."""
-    services.records.delete_session(session.id)
-    services.libraries.forget(session.id)
-    await run_in_threadpool(services.storage.delete_session, session.id)
+    """Remove the session, its tiles and every mosaic made from them (with their zoom pyramids,
+    share links and animations)."""
+    await run_in_threadpool(services.delete_session, session.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -144,8 +143,7 @@ async def create_mosaic_one_shot(
     try:
         record = await _new_mosaic(services, session_id, cover, options)
     except BaseException:
-        services.records.delete_session(session_id)
-        await run_in_threadpool(services.storage.delete_session, session_id)
+        await run_in_threadpool(services.delete_session, session_id)
         raise
     background.add_task(services.jobs.submit_index, session_id)
     return mosaic_out(record, None)
@@ -161,8 +159,7 @@ async def _new_session(services: Services, tiles: list[UploadFile]) -> str:
     try:
         await _store_tiles(services, session_id, tiles)
     except BaseException:
-        services.records.delete_session(session_id)
-        await run_in_threadpool(services.storage.delete_session, session_id)
+        await run_in_threadpool(services.delete_session, session_id)
         raise
     return session_id
 

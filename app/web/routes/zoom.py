@@ -11,6 +11,10 @@ Share links (``/v/<token>``, no session id in them, nothing to change through th
 
     GET  /v/{token}   the viewer page;   /v/{token}/mosaic.dzi, /v/{token}/mosaic_files/...,
     GET  /v/{token}/image                the mosaic file
+
+With an object store (a cluster), the worker that made a pyramid or an animation published its
+files; a web process fetches each file the first time it is asked for (a tile: that tile only)
+and serves it from its cache afterwards (the files never change once published).
 """
 
 from __future__ import annotations
@@ -19,10 +23,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, status
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from app.engine.animate import VIDEO_MEDIA_TYPES, AnimationSpec
-from app.engine.pyramid import TILE_MEDIA_TYPES
+from app.engine.pyramid import TILE_MEDIA_TYPES, DziLayout
 from app.engine.render import MEDIA_TYPES
 from app.jobs.records import MosaicRecord
 from app.jobs.services import Services
@@ -74,6 +78,8 @@ def _ready_pyramid(mosaic: MosaicRecord, pyramid: PyramidRecord | None) -> Pyram
 def _descriptor(services: Services, mosaic: MosaicRecord, pyramid: PyramidRecord | None) -> Response:
     _ready_pyramid(mosaic, pyramid)
     path = services.zoom.pyramid_dir(mosaic) / f"{PYRAMID_NAME}.dzi"
+    if not services.storage.fetch(path):
+        raise ApiError(404, "the zoom pyramid's files are missing", field="mosaic_id")
     return FileResponse(path, media_type="application/xml", headers=_IMMUTABLE)
 
 
@@ -82,9 +88,25 @@ def _tile(
 ) -> FileResponse:
     ready = _ready_pyramid(mosaic, pyramid)
     path = services.zoom.pyramid_dir(mosaic) / f"{PYRAMID_NAME}_files" / str(level) / tile
-    if not tile.endswith(f".{ready.layout.get('fmt')}") or not path.is_file():
+    # Only a tile the layout has is looked for (in the object store: that one tile, once).
+    if not _in_layout(ready.layout, level, tile) or not services.storage.fetch(path):
         raise ApiError(404, f"no tile {level}/{tile} in this pyramid", field="tile")
     return FileResponse(path, media_type=TILE_MEDIA_TYPES[path.suffix[1:]], headers=_IMMUTABLE)
+
+
+def _in_layout(layout: dict[str, Any], level: int, tile: str) -> bool:
+    name, _, fmt = tile.partition(".")
+    if fmt != layout.get("fmt"):
+        return False
+    try:
+        geometry = DziLayout(**{k: layout[k] for k in ("width", "height", "tile_size", "overlap", "fmt")})
+    except (KeyError, TypeError):  # a layout recorded without its geometry: let the file decide
+        return True
+    if level >= geometry.levels:
+        return False
+    col, row = (int(part) for part in name.split("_"))
+    cols, rows = geometry.tile_counts(level)
+    return col < cols and row < rows
 
 
 # animations ---------------------------------------------------------------------------------------
@@ -117,15 +139,24 @@ def get_animation(animation: AnimationDep) -> AnimationOut:
 
 
 @router.get("/animations/{animation_id}/file", response_class=FileResponse, responses=_ERRORS)
-def get_animation_file(
-    animation: AnimationDep, services: ServicesDep, download: bool = False
-) -> FileResponse:
-    """The finished animation. ``?download=1`` asks the browser to save it."""
+def get_animation_file(animation: AnimationDep, services: ServicesDep, download: bool = False) -> Response:
+    """The finished animation. ``?download=1`` asks the browser to save it. With
+    ``TESSERA_PRESIGNED_DOWNLOADS``, a redirect to the file in the object store."""
     if animation.state != "ready":
         raise ApiError(409, f"the animation is {animation.state}, not ready", field="animation_id")
+    path = services.zoom.animation_path(animation)
+    media_type = VIDEO_MEDIA_TYPES[animation.spec["fmt"]]
+    if services.settings.presigned_downloads:
+        url = services.storage.download_url(
+            path, seconds=services.settings.presigned_seconds, filename=animation_name(animation),
+            media_type=media_type, inline=not download,
+        )  # fmt: skip
+        return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+    if not services.storage.fetch(path):
+        raise ApiError(404, "the animation's file is missing", field="animation_id")
     return FileResponse(
-        services.zoom.animation_path(animation),
-        media_type=VIDEO_MEDIA_TYPES[animation.spec["fmt"]],
+        path,
+        media_type=media_type,
         filename=animation_name(animation),
         content_disposition_type="attachment" if download else "inline",
         headers=_IMMUTABLE,
@@ -207,8 +238,12 @@ def share_tile(shared: SharedDep, level: Level, tile: TileName, services: Servic
 
 @share_router.get("/image", response_class=FileResponse)
 def share_image(shared: SharedDep, services: ServicesDep) -> FileResponse:
+    """The mosaic file, always served from here: a presigned URL would reveal the object's key,
+    and with it the session id that a share link keeps secret."""
     mosaic = _shared_mosaic(services, shared)
     path = services.storage.mosaic_dir(mosaic.session_id, mosaic.id) / str(mosaic.result["file"])
+    if mosaic.state != "ready" or not services.storage.fetch(path):
+        raise ApiError(404, "the mosaic's file is missing", field="token")
     return FileResponse(
         path, media_type=MEDIA_TYPES[mosaic.format], filename=download_name(mosaic), headers=_IMMUTABLE
     )

@@ -318,17 +318,14 @@ class RedisZoomRecords(_Hashes):
         return sorted(_text(k) for k in self.redis.smembers(self._key("s", session_id, "zoom")))
 
     def in_use(self, session_id: str, *, since: float) -> bool:
-        pyramid, animation = self._key("p", ""), self._key("a", "")
+        animation = self._key("a", "")
         for key in self._session_keys(session_id):
-            if not key.startswith((pyramid, animation)):
-                continue
-            state, updated = (
-                None if v is None else json.loads(v) for v in self.redis.hmget(key, "state", "updated")
-            )
-            if updated is not None and updated >= since:
-                return True
-            if key.startswith(animation) and state in ("queued", "rendering"):
-                return True
+            if key.startswith(animation):
+                state, updated = (
+                    None if v is None else json.loads(v) for v in self.redis.hmget(key, "state", "updated")
+                )
+                if state in ("queued", "rendering") or (updated is not None and updated >= since):
+                    return True
         return False
 
     def delete_session(self, session_id: str) -> None:

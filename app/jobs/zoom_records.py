@@ -113,8 +113,9 @@ class ZoomRecords(Protocol):
     def update_animation(self, animation_id: str, **fields: Any) -> None: ...
 
     def in_use(self, session_id: str, *, since: float) -> bool:
-        """True if a pyramid or animation of the session was touched since ``since``, or an
-        animation of it is still waiting or running (the sweeper keeps such sessions)."""
+        """True if an animation of the session was asked for or made progress since ``since``,
+        or is still waiting or running: the sweeper keeps such sessions. (A pyramid is built
+        right after its render, which already counts.)"""
         ...
 
     def delete_session(self, session_id: str) -> None:
@@ -226,9 +227,8 @@ class SqliteZoomRecords:
             self._connection()
             .execute(
                 "SELECT 1 FROM animations WHERE session_id = ?"
-                " AND (updated >= ? OR state IN ('queued', 'rendering'))"
-                " UNION ALL SELECT 1 FROM pyramids WHERE session_id = ? AND updated >= ? LIMIT 1",
-                (session_id, since, session_id, since),
+                " AND (updated >= ? OR state IN ('queued', 'rendering')) LIMIT 1",
+                (session_id, since),
             )
             .fetchone()
         )

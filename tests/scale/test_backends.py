@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from app.jobs.records import Records, SqliteRecords, UploadEntry
-from app.jobs.redis_backend import RedisLocks, RedisRecords, connect
+from app.jobs.redis_backend import RedisLocks, RedisRecords, RedisZoomRecords, connect
+from app.jobs.zoom_records import SqliteZoomRecords, ZoomRecords
 from app.object_store import ObjectStore
 from app.storage import Storage
 from tests.scale.conftest import Services
@@ -62,6 +63,64 @@ def test_records_round_trip(records: Records) -> None:
     assert records.mosaic("m1") is None and records.session("s1") is None
     with pytest.raises(KeyError):
         records.next_upload_seq("s1")
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def both_records(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Records, ZoomRecords]]:
+    if request.param == "sqlite":
+        yield SqliteRecords(tmp_path / "db.sqlite3"), SqliteZoomRecords(tmp_path / "db.sqlite3")
+    else:
+        backends: Services = request.getfixturevalue("backends")
+        client = connect(backends.redis_url)
+        yield RedisRecords(client), RedisZoomRecords(client)
+
+
+def test_zoom_records_round_trip(both_records: tuple[Records, ZoomRecords]) -> None:
+    records, zoom = both_records
+    records.create_session("s1")
+    records.create_session("s2")
+    for mosaic_id, session_id in (("m1", "s1"), ("m2", "s1"), ("m3", "s2")):
+        records.create_mosaic(mosaic_id, session_id, params={}, fmt="jpeg", cover_name="c.jpg")
+
+    assert zoom.queue_pyramid("m1", "s1", "token-1")
+    zoom.update_pyramid("m1", state="ready", done=5, total=5, layout={"width": 9, "fmt": "jpg"})
+    assert not zoom.queue_pyramid("m1", "s1", "token-x", if_absent=True)  # has one: left alone
+    assert zoom.pyramid("m1").state == "ready"  # type: ignore[union-attr]
+    assert zoom.queue_pyramid("m1", "s1", "token-x")  # built again: queued, keeps its share link
+    again = zoom.pyramid("m1")
+    assert again is not None and (again.state, again.done, again.share_token) == ("queued", 0, "token-1")
+    assert again.layout == {"width": 9, "fmt": "jpg"}
+    assert zoom.pyramid_by_token("token-1") == again and zoom.pyramid_by_token("token-x") is None
+    assert zoom.queue_pyramid("m3", "s2", "token-3", if_absent=True)
+    zoom.update_pyramid("m3", state="building")
+    assert sorted(p.mosaic_id for p in zoom.pyramids_in_state("queued", "building")) == ["m1", "m3"]
+
+    spec = {"kind": "zoom", "fmt": "gif"}
+    first = zoom.create_animation("a1", mosaic_id="m1", session_id="s1", spec=spec, total=10)
+    assert (first.state, first.total, first.spec) == ("queued", 10, spec)
+    zoom.create_animation("a2", mosaic_id="m1", session_id="s1", spec=spec, total=4)
+    zoom.create_animation("a3", mosaic_id="m3", session_id="s2", spec=spec, total=4)
+    zoom.update_animation("a1", state="ready", done=10, file="a1.gif", bytes=99)
+    assert zoom.animation("a1").bytes == 99  # type: ignore[union-attr]
+    assert [a.id for a in zoom.animations_of("m1")] == ["a1", "a2"] and zoom.animations_of("m2") == []
+    assert [a.id for a in zoom.animations_in_state("queued", "rendering")] == ["a2", "a3"]
+
+    now = time.time()
+    assert zoom.in_use("s1", since=now + 10)  # a2 still waits
+    zoom.update_animation("a2", state="failed")
+    assert zoom.in_use("s1", since=now - 10) and not zoom.in_use("s1", since=now + 10)
+
+    records.delete_session("s1")
+    zoom.delete_session("s1")
+    assert zoom.pyramid("m1") is None and zoom.pyramid_by_token("token-1") is None
+    assert zoom.animation("a1") is None and zoom.animations_of("m1") == []
+    assert not zoom.in_use("s1", since=0)
+    zoom.update_pyramid("m1", state="ready")  # jobs finishing after the delete bring nothing back
+    zoom.update_animation("a2", state="ready")
+    assert zoom.pyramid("m1") is None and zoom.animation("a2") is None
+    assert [p.mosaic_id for p in zoom.pyramids_in_state("queued", "building")] == ["m3"]
+    assert [a.id for a in zoom.animations_in_state("queued")] == ["a3"]  # the other session's stay
+    assert zoom.pyramid_by_token("token-3") is not None
 
 
 def test_redis_lock_excludes_other_processes_and_lapses_when_its_holder_dies(backends: Services) -> None:

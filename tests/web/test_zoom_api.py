@@ -273,3 +273,56 @@ def test_unfinished_animations_are_rendered_again_after_a_restart(
     rebuilt = wait_until(lambda: again.get(mosaic["status_url"]).json(), lambda m: m["dzi_url"] is not None)
     assert rebuilt["viewer_url"] == mosaic["viewer_url"]  # the share link survives
     assert again.get(rebuilt["dzi_url"]).status_code == 200
+
+
+def test_deleting_a_session_removes_its_pyramid_and_animations(
+    make_client: Callable[..., TestClient], corpus: Path, photo_tiles: list[Path], tmp_path: Path
+) -> None:
+    client = make_client()
+    session = ready_session(client, photo_tiles[:20])
+    mosaic = make(client, session["id"], corpus / "covers" / "mate-Dune.jpg", cols=16, tile_size=8)
+    mosaic = wait_until(lambda: client.get(mosaic["status_url"]).json(), lambda m: m["dzi_url"] is not None)
+    record = animate(client, mosaic, kind="zoom", format="gif", seconds=1, width=64, height=48, fps=10)
+    folder = tmp_path / "data" / "sessions" / session["id"] / "mosaics" / mosaic["id"]
+    assert (folder / "dzi" / "mosaic.dzi").is_file() and (
+        folder / "animations" / f"{record['id']}.gif"
+    ).is_file()
+    database = tmp_path / "data" / "tessera.sqlite3"
+
+    def rows() -> tuple[int, int]:
+        with sqlite3.connect(database) as db:
+            pyramids = db.execute("SELECT COUNT(*) FROM pyramids WHERE session_id = ?", (session["id"],))
+            animations = db.execute("SELECT COUNT(*) FROM animations WHERE session_id = ?", (session["id"],))
+            return pyramids.fetchone()[0], animations.fetchone()[0]
+
+    assert rows() == (1, 1)
+    assert client.delete(f"/api/sessions/{session['id']}").status_code == 204
+    assert rows() == (0, 0) and not folder.exists()
+    assert client.get(mosaic["viewer_url"]).status_code == 404  # the share link died with it
+    assert client.get(f"{mosaic['viewer_url']}/mosaic.dzi").status_code == 404
+
+
+def test_the_sweeper_counts_animations_as_use_of_a_session(
+    make_client: Callable[..., TestClient], corpus: Path, photo_tiles: list[Path], tmp_path: Path
+) -> None:
+    from app.jobs.sweeper import sweep
+
+    client = make_client()
+    services = client.app.state.services  # type: ignore[attr-defined]
+    session = ready_session(client, photo_tiles[:20])
+    mosaic = make(client, session["id"], corpus / "covers" / "mate-Dune.jpg", cols=16, tile_size=8)
+    mosaic = wait_until(lambda: client.get(mosaic["status_url"]).json(), lambda m: m["dzi_url"] is not None)
+    record = animate(client, mosaic, kind="assemble", format="gif", seconds=1, width=64, height=48, fps=10)
+    with sqlite3.connect(tmp_path / "data" / "tessera.sqlite3") as db:  # the session and its mosaic: idle
+        db.execute("UPDATE sessions SET updated = updated - 172800 WHERE id = ?", (session["id"],))
+        db.execute("UPDATE mosaics SET updated = updated - 172800 WHERE session_id = ?", (session["id"],))
+        db.execute("UPDATE pyramids SET updated = updated - 172800 WHERE session_id = ?", (session["id"],))
+    assert sweep(services) == []  # but an animation was made just now
+    assert client.get(record["url"]).status_code == 200
+    with sqlite3.connect(tmp_path / "data" / "tessera.sqlite3") as db:
+        db.execute("UPDATE animations SET updated = updated - 172800 WHERE session_id = ?", (session["id"],))
+    assert sweep(services) == [session["id"]]
+    assert client.get(record["status_url"]).status_code == 404
+    with sqlite3.connect(tmp_path / "data" / "tessera.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM animations").fetchone()[0] == 0
+        assert db.execute("SELECT COUNT(*) FROM pyramids").fetchone()[0] == 0

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+_MULTIPART_BYTES = 8 * 1024 * 1024  # boto3's own threshold for uploads in parts
 
 
 class ObjectStore:
@@ -72,7 +73,11 @@ class ObjectStore:
                 raise
 
     def put_file(self, key: str, path: Path) -> None:
-        self._client.upload_file(str(path), self.bucket, self._key(key))
+        if path.stat().st_size < _MULTIPART_BYTES:  # one request (most files: pyramid tiles, grids)
+            with open(path, "rb") as body:
+                self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body)
+        else:  # in parts, several at once
+            self._client.upload_file(str(path), self.bucket, self._key(key))
 
     def get_file(self, key: str, path: Path) -> bool:
         """Download ``key`` to ``path`` (whole or not at all); False if there is no such object."""

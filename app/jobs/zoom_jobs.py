@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import secrets
 import shutil
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -99,9 +100,9 @@ class ZoomJobs:
         a durable queue, which hands its jobs out again by itself, only the pyramids of mosaics
         made before pyramids existed (queued once, whichever web process gets there first)."""
         if self.jobs.dispatcher.durable:
-            for mosaic in self.records.mosaics_in_state("ready"):
-                if self.zoom_records.pyramid(mosaic.id) is None:
-                    self.submit_pyramid(mosaic.id, if_absent=True)
+            # In the background: a backend that is down must not keep the web process from
+            # starting (readiness reports it).
+            threading.Thread(target=self._queue_missing_pyramids, name="zoom-backfill", daemon=True).start()
             return
         for pyramid in self.zoom_records.pyramids_in_state("queued", "building"):
             log.info("resuming pyramid of mosaic %s", pyramid.mosaic_id)
@@ -113,6 +114,14 @@ class ZoomJobs:
             log.info("resuming animation %s", animation.id)
             self.zoom_records.update_animation(animation.id, state="queued", done=0)
             self.jobs.dispatcher.submit("animation", animation.id)
+
+    def _queue_missing_pyramids(self) -> None:
+        try:
+            for mosaic in self.records.mosaics_in_state("ready"):
+                if self.zoom_records.pyramid(mosaic.id) is None:
+                    self.submit_pyramid(mosaic.id, if_absent=True)
+        except Exception:
+            log.warning("could not queue the pyramids of older mosaics", exc_info=True)
 
     # jobs -------------------------------------------------------------------------------------
 

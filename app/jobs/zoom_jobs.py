@@ -15,6 +15,7 @@ import secrets
 import shutil
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -214,19 +215,41 @@ class ZoomJobs:
         params = mosaic_params(mosaic.params)
         tiles = self.libraries.tiles_for(mosaic.session_id, params)
         folder = self.storage.mosaic_dir(mosaic.session_id, mosaic.id)
-        self.storage.fetch_tree(folder)  # the grid, when another process rendered it
-        grid = np.load(folder / "grid.npy").astype(np.intp)
         offsets_file = folder / "offsets.npy"
+        # The grid and the tints when another process rendered it (only those: the folder also
+        # holds the mosaic, its pyramid's tiles and its animations).
+        self.storage.fetch_many([folder / "grid.npy", offsets_file])
+        grid = np.load(folder / "grid.npy").astype(np.intp)
         offsets = np.load(offsets_file).astype(np.int16) if offsets_file.exists() else None
         return MosaicCells(params, tiles, grid, offsets)
 
     def _scene(self, mosaic: MosaicRecord) -> MosaicScene:
         made = self._mosaic_cells(mosaic)
-        sources = dict(self.libraries.sources(mosaic.session_id))
+        sources = _FetchedSources(self.storage, dict(self.libraries.sources(mosaic.session_id)))
         return scene_of(
             made.tiles, made.grid, made.params.tile_shape, offsets=made.offsets, sources=sources,
             max_pixels=self.settings.max_image_pixels,
         )  # fmt: skip
+
+
+class _FetchedSources(Mapping[str, str]):
+    """Tile name -> its photo's file, fetched from the object store when first asked for: a
+    close view decodes only the few photos it shows, on a worker that may never have had them."""
+
+    def __init__(self, storage: Storage, paths: dict[str, str]) -> None:
+        self.storage = storage
+        self.paths = paths
+
+    def __getitem__(self, name: str) -> str:
+        path = self.paths[name]
+        self.storage.fetch(Path(path))  # uploads never change once written
+        return path
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
 
 
 @dataclass(frozen=True)

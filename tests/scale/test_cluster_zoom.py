@@ -98,6 +98,13 @@ def test_viewer_share_link_and_animation_made_by_a_worker_served_by_the_other_we
     assert redirect.status_code == 307 and redirect.headers["location"].startswith(cluster.backends.s3_url)
     assert httpx.get(redirect.headers["location"], timeout=30).content == video.content
 
+    # The zoom worker fetched what it draws from (the grid; the photos of the few cells shown
+    # closer than their thumbnails, at the end of the zoom), not the mosaic's other files.
+    cached = zoomer.data_dir / "sessions" / session["id"]
+    made = cached / "mosaics" / mosaic["id"]
+    assert (made / "grid.npy").is_file() and not (made / "mosaic.png").exists()
+    assert 0 < len(list((cached / "uploads").iterdir())) < 40
+
     # Each job ran on the queue meant for it.
     zoom_log, render_log = zoomer.log.read_text(), renderer.log.read_text()
     assert f"pyramid job {mosaic['id']}" in zoom_log and f"animation job {animation['id']}" in zoom_log

@@ -79,6 +79,8 @@ class ZoomJobs:
         if mosaic is not None and self.zoom_records.queue_pyramid(
             mosaic_id, mosaic.session_id, new_token(), if_absent=if_absent
         ):
+            if self._deleted_meanwhile(mosaic):
+                return
             self.jobs.dispatcher.submit("pyramid", mosaic_id)
 
     def create_animation(self, mosaic: MosaicRecord, spec: AnimationSpec) -> AnimationRecord:
@@ -92,8 +94,17 @@ class ZoomJobs:
             spec=asdict(spec),
             total=spec.frames,
         )
-        self.jobs.dispatcher.submit("animation", record.id)
+        if not self._deleted_meanwhile(mosaic):
+            self.jobs.dispatcher.submit("animation", record.id)
         return record
+
+    def _deleted_meanwhile(self, mosaic: MosaicRecord) -> bool:
+        """True (and the session's zoom records removed) if the mosaic's session was deleted
+        while a zoom record of it was being created: nothing of a deleted session stays behind."""
+        if self.records.mosaic(mosaic.id) is not None:
+            return False
+        self.zoom_records.delete_session(mosaic.session_id)
+        return True
 
     def resume_interrupted(self) -> None:
         """After a restart: build the pyramids a stopped server left unfinished (and those of

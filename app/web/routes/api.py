@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, File, Form, Response, UploadFile, status
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.engine.decode import upright_size
@@ -20,6 +20,7 @@ from app.jobs.zoom_records import PyramidRecord
 from app.storage import FileTooLarge, write_stream_atomically
 from app.web.deps import MosaicDep, ServicesDep, SessionDep
 from app.web.errors import ApiError
+from app.web.files import stored_file_response
 from app.web.schemas import MosaicOptions, MosaicOut, Progress, PyramidOut, RejectedFile, SessionOut
 
 router = APIRouter(prefix="/api", tags=["mosaics"])
@@ -115,21 +116,10 @@ def get_mosaic_image(mosaic: MosaicDep, services: ServicesDep, download: bool = 
     if mosaic.state != "ready":
         raise ApiError(409, f"the mosaic is {mosaic.state}, not ready", field="mosaic_id")
     path = services.storage.mosaic_dir(mosaic.session_id, mosaic.id) / str(mosaic.result["file"])
-    if services.settings.presigned_downloads:
-        url = services.storage.download_url(
-            path, seconds=services.settings.presigned_seconds, filename=download_name(mosaic),
-            media_type=MEDIA_TYPES[mosaic.format], inline=not download,
-        )  # fmt: skip
-        return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
-    if not services.storage.fetch(path):
-        raise ApiError(404, "the mosaic's file is missing", field="mosaic_id")
-    return FileResponse(
-        path,
-        media_type=MEDIA_TYPES[mosaic.format],
-        filename=download_name(mosaic),
-        content_disposition_type="attachment" if download else "inline",
-        headers={"Cache-Control": "private, max-age=31536000, immutable"},
-    )
+    return stored_file_response(
+        services, path, filename=download_name(mosaic), media_type=MEDIA_TYPES[mosaic.format],
+        download=download, what="mosaic", field="mosaic_id",
+    )  # fmt: skip
 
 
 @router.post("/mosaics", status_code=status.HTTP_202_ACCEPTED, response_model=MosaicOut, responses=_ERRORS)

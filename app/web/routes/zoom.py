@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, status
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from app.engine.animate import VIDEO_MEDIA_TYPES, AnimationSpec
 from app.engine.pyramid import TILE_MEDIA_TYPES, DziLayout
@@ -34,6 +34,7 @@ from app.jobs.zoom_jobs import PYRAMID_NAME
 from app.jobs.zoom_records import AnimationRecord, PyramidRecord
 from app.web.deps import AnimationDep, MosaicDep, ServicesDep, SharedDep
 from app.web.errors import ApiError
+from app.web.files import IMMUTABLE, stored_file_response
 from app.web.routes.api import download_name
 from app.web.routes.pages import TEMPLATES
 from app.web.schemas import AnimationOptions, AnimationOut, Progress
@@ -47,7 +48,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "unknown session, mosaic, animation or tile"},
     409: {"description": "not ready yet"},
 }
-_IMMUTABLE = {"Cache-Control": "private, max-age=31536000, immutable"}
 
 
 # the pyramid --------------------------------------------------------------------------------------
@@ -80,7 +80,7 @@ def _descriptor(services: Services, mosaic: MosaicRecord, pyramid: PyramidRecord
     path = services.zoom.pyramid_dir(mosaic) / f"{PYRAMID_NAME}.dzi"
     if not services.storage.fetch(path):
         raise ApiError(404, "the zoom pyramid's files are missing", field="mosaic_id")
-    return FileResponse(path, media_type="application/xml", headers=_IMMUTABLE)
+    return FileResponse(path, media_type="application/xml", headers=IMMUTABLE)
 
 
 def _tile(
@@ -91,7 +91,7 @@ def _tile(
     # Only a tile the layout has is looked for (in the object store: that one tile, once).
     if not _in_layout(ready.layout, level, tile) or not services.storage.fetch(path):
         raise ApiError(404, f"no tile {level}/{tile} in this pyramid", field="tile")
-    return FileResponse(path, media_type=TILE_MEDIA_TYPES[path.suffix[1:]], headers=_IMMUTABLE)
+    return FileResponse(path, media_type=TILE_MEDIA_TYPES[path.suffix[1:]], headers=IMMUTABLE)
 
 
 def _in_layout(layout: dict[str, Any], level: int, tile: str) -> bool:
@@ -146,21 +146,10 @@ def get_animation_file(animation: AnimationDep, services: ServicesDep, download:
         raise ApiError(409, f"the animation is {animation.state}, not ready", field="animation_id")
     path = services.zoom.animation_path(animation)
     media_type = VIDEO_MEDIA_TYPES[animation.spec["fmt"]]
-    if services.settings.presigned_downloads:
-        url = services.storage.download_url(
-            path, seconds=services.settings.presigned_seconds, filename=animation_name(animation),
-            media_type=media_type, inline=not download,
-        )  # fmt: skip
-        return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
-    if not services.storage.fetch(path):
-        raise ApiError(404, "the animation's file is missing", field="animation_id")
-    return FileResponse(
-        path,
-        media_type=media_type,
-        filename=animation_name(animation),
-        content_disposition_type="attachment" if download else "inline",
-        headers=_IMMUTABLE,
-    )
+    return stored_file_response(
+        services, path, filename=animation_name(animation), media_type=media_type,
+        download=download, what="animation", field="animation_id",
+    )  # fmt: skip
 
 
 def animation_out(record: AnimationRecord) -> AnimationOut:
@@ -245,5 +234,5 @@ def share_image(shared: SharedDep, services: ServicesDep) -> FileResponse:
     if mosaic.state != "ready" or not services.storage.fetch(path):
         raise ApiError(404, "the mosaic's file is missing", field="token")
     return FileResponse(
-        path, media_type=MEDIA_TYPES[mosaic.format], filename=download_name(mosaic), headers=_IMMUTABLE
+        path, media_type=MEDIA_TYPES[mosaic.format], filename=download_name(mosaic), headers=IMMUTABLE
     )

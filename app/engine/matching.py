@@ -32,7 +32,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.optimize import linear_sum_assignment
 
 from app.engine.index import TileIndex
 
@@ -122,6 +121,8 @@ def assign_optimally(
     """The placement ``(n_cells,)`` with no tile used more than ``cap`` times that minimises the
     summed distance between ``cells`` ``(n_cells, d)`` and their tiles' ``features``
     ``(n_tiles, d)``; needs ``cap * n_tiles >= n_cells``."""
+    from scipy.optimize import linear_sum_assignment  # imported here: a quarter second, caps only
+
     tiles = np.asarray(features, dtype=np.float64)
     points = np.asarray(cells, dtype=np.float64)
     slots = min(cap, len(points))

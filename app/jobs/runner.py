@@ -112,8 +112,9 @@ class Jobs:
         try:
             tiles, sources = self.libraries.ingest(session_id, progress)
         except FileNotFoundError:
-            if self.records.session(session_id) is None:
-                return  # the session was deleted while it was being indexed
+            if self.records.session(session_id) is None:  # deleted while it was being indexed
+                self.storage.forget_local(session_id)  # folders the build re-created
+                return
             raise
         except Exception as exc:
             log.exception("index build of session %s failed", session_id)
@@ -125,11 +126,13 @@ class Jobs:
             state, error = "ready", None
         else:
             state, error = "failed", "no usable tiles: every file was rejected"
-        if self.records.session(session_id) is not None:
-            self.records.update_session(
-                session_id, state=state, error=error, done=sources, total=sources,
-                accepted=len(tiles), rejected=rejected,
-            )  # fmt: skip
+        if self.records.session(session_id) is None:  # deleted while it was being indexed
+            self.storage.forget_local(session_id)
+            return
+        self.records.update_session(
+            session_id, state=state, error=error, done=sources, total=sources,
+            accepted=len(tiles), rejected=rejected,
+        )  # fmt: skip
         self._submit_waiting_renders(session_id)
 
     def _submit_waiting_renders(self, session_id: str) -> None:
@@ -195,8 +198,10 @@ class Jobs:
             self._fail(mosaic_id, str(exc))
             return
         except FileNotFoundError:
-            if self.records.mosaic(mosaic_id) is None:
-                return  # the session was deleted while rendering
+            if self.records.mosaic(mosaic_id) is None:  # the session was deleted while rendering
+                if self.records.session(session_id) is None:
+                    self.storage.forget_local(session_id)  # folders the render re-created
+                return
             log.exception("render of mosaic %s lost its files", mosaic_id)
             self._fail(mosaic_id, "the mosaic's files disappeared while rendering")
             return

@@ -165,10 +165,12 @@ class ZoomJobs:
             self.storage.publish_tree(final)  # every tile and the descriptor, before it says ready
             if self.records.mosaic(mosaic_id) is None:  # deleted while publishing: leave nothing
                 self.storage.delete_tree(final)
+                self._discard_if_deleted(mosaic.session_id)
                 return
         except Exception as exc:
             shutil.rmtree(partial, ignore_errors=True)
             if self.records.mosaic(mosaic_id) is None:
+                self._discard_if_deleted(mosaic.session_id)
                 return  # deleted while building
             log.exception("pyramid of mosaic %s failed", mosaic_id)
             self.zoom_records.update_pyramid(mosaic_id, state="failed", error=_reason(exc))
@@ -205,10 +207,12 @@ class ZoomJobs:
             self.storage.publish(out)  # before the record says ready
             if self.records.mosaic(mosaic.id) is None:  # deleted while publishing: leave nothing
                 self.storage.delete_file(out)
+                self._discard_if_deleted(mosaic.session_id)
                 return
         except Exception as exc:
             partial.unlink(missing_ok=True)
             if self.records.mosaic(mosaic.id) is None:
+                self._discard_if_deleted(mosaic.session_id)
                 return
             log.exception("animation %s failed", animation_id)
             self.zoom_records.update_animation(animation_id, state="failed", error=_reason(exc))
@@ -219,6 +223,12 @@ class ZoomJobs:
         )  # fmt: skip
 
     # helpers ----------------------------------------------------------------------------------
+
+    def _discard_if_deleted(self, session_id: str) -> None:
+        """A job that found its session deleted may have re-created folders of it (writing
+        before it noticed): remove this process's copy, as the DELETE did."""
+        if self.records.session(session_id) is None:
+            self.storage.forget_local(session_id)
 
     def _mosaic_cells(self, mosaic: MosaicRecord) -> MosaicCells:
         """What a mosaic was made of: its parameters, tile library, placement grid ``(rows, cols)``

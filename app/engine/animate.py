@@ -33,7 +33,7 @@ from PIL import Image
 
 from app.engine.decode import DEFAULT_MAX_PIXELS, ImageSource
 from app.engine.errors import BadParameter, ImageRejected
-from app.engine.pyramid import shrink2, stitch_cells
+from app.engine.pyramid import check_placement, shrink2, stitch_cells
 from app.engine.tiles import TileSet, make_tile
 
 Kind = Literal["zoom", "assemble", "disperse"]
@@ -133,10 +133,7 @@ class MosaicScene:
         offsets: NDArray[np.int16] | None = None,
         background: tuple[int, int, int] = BACKGROUND,
     ) -> None:
-        if images.ndim != 4 or images.shape[3] != 3 or grid.ndim != 2:
-            raise ValueError(f"images must be (n, h, w, 3), grid (rows, cols): {images.shape}, {grid.shape}")
-        if offsets is not None and offsets.shape != (*grid.shape, 3):
-            raise ValueError(f"offsets must be (rows, cols, 3) = {(*grid.shape, 3)}, got {offsets.shape}")
+        check_placement(images, grid, offsets)
         self.grid = grid
         self.offsets = offsets
         self.cell_size = cell_size

@@ -139,6 +139,17 @@ class RegionSource(Protocol):
         ...
 
 
+def check_placement(
+    cells: NDArray[np.uint8], grid: NDArray[np.intp], offsets: NDArray[np.int16] | None
+) -> None:
+    """Refuse arrays that do not describe a placed mosaic: cells ``(n, h, w, 3)``, grid
+    ``(rows, cols)`` and, if given, offsets ``(rows, cols, 3)``."""
+    if cells.ndim != 4 or cells.shape[3] != 3 or grid.ndim != 2:
+        raise ValueError(f"cells must be (n, h, w, 3) and grid (rows, cols): {cells.shape}, {grid.shape}")
+    if offsets is not None and offsets.shape != (*grid.shape, 3):
+        raise ValueError(f"offsets must be (rows, cols, 3) = {(*grid.shape, 3)}, got {offsets.shape}")
+
+
 class GridSource:
     """A mosaic drawn from its cells: ``cells`` ``(n, th, tw, 3)`` placed as ``grid`` ``(rows, cols)``
     (indexes into ``cells``) says, each shifted by its ``offsets`` ``(rows, cols, 3)`` colour if
@@ -147,10 +158,7 @@ class GridSource:
     def __init__(
         self, cells: NDArray[np.uint8], grid: NDArray[np.intp], offsets: NDArray[np.int16] | None = None
     ) -> None:
-        if cells.ndim != 4 or cells.shape[3] != 3 or grid.ndim != 2:
-            raise ValueError(f"cells must be (n, h, w, 3) and grid (rows, cols): {cells.shape}, {grid.shape}")
-        if offsets is not None and offsets.shape != (*grid.shape, 3):
-            raise ValueError(f"offsets must be (rows, cols, 3) = {(*grid.shape, 3)}, got {offsets.shape}")
+        check_placement(cells, grid, offsets)
         self.cells = cells
         self.grid = grid
         self.offsets = offsets

@@ -235,7 +235,6 @@ def test_status_polls_stay_fast_while_big_mosaics_render(
             if response.json().get("state") == "rendering" or response.json().get("jobs_idle") is False:
                 rendering_seen = True
             time.sleep(0.02)
-        states = [http.get(m["status_url"]).json()["state"] for m in big]
     assert rendering_seen, "the renders finished before they could be measured against"
     median = statistics.median(latencies)
     assert median < 0.1, f"median poll latency {median * 1000:.0f} ms while rendering"
@@ -243,7 +242,6 @@ def test_status_polls_stay_fast_while_big_mosaics_render(
         wait_for(
             lambda m=m: httpx.get(f"{url}{m['status_url']}", timeout=10).json(), until={"ready"}, timeout=180
         )
-    assert states  # the polls above really ran against live renders
 
 
 def test_request_limit_holds_while_the_body_streams(tmp_path: Path) -> None:

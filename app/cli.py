@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app.engine import (
+    OPTIONS,
     BadParameter,
     EngineError,
     ImageRejected,
@@ -25,20 +26,19 @@ from app.engine import (
     make_mosaic,
 )
 from app.engine.animate import KINDS, VIDEO_FORMATS, AnimationSpec, Kind, make_animation, scene_of
-from app.engine.features import COLOR_SPACES
 from app.engine.mosaic import MosaicResult
 from app.engine.pyramid import GridSource, write_pyramid
 
 log = logging.getLogger(__name__)
 _SHOWN_REJECTIONS = 20
 _DEFAULT_SIZES = {"mp4": (1280, 720), "gif": (480, 270), "webp": (854, 480)}
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    try:  # each command configures logging once, as it starts (serve: through uvicorn)
         return int(args.run(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -59,60 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     make.add_argument(
         "-o", "--output", default="mosaic.jpg", help="output file; .jpg, .png or .webp (default: mosaic.jpg)"
     )
-    make.add_argument(
-        "--cols", type=int, default=MosaicParams.cols, help="tiles across (default: %(default)s)"
-    )
-    make.add_argument(
-        "--tile-size",
-        type=int,
-        default=MosaicParams.tile_size,
-        help="width of one tile in output pixels (default: %(default)s)",
-    )
-    make.add_argument(
-        "--color-space",
-        choices=COLOR_SPACES,
-        default=MosaicParams.color_space,
-        help="colour space tiles are matched in (default: %(default)s)",
-    )
-    make.add_argument(
-        "--cell-grid",
-        type=int,
-        default=MosaicParams.cell_grid,
-        help="describe each cell by N x N mean colours (default: %(default)s)",
-    )
-    make.add_argument(
-        "--aspect",
-        type=_aspect,
-        default=MosaicParams.aspect,
-        help="cell shape W:H, e.g. 1:1, 4:3, 3:4 (default: 1:1)",
-    )
-    make.add_argument(
-        "--max-uses",
-        type=int,
-        default=MosaicParams.max_uses,
-        metavar="N",
-        help="use no tile more than N times (default: no cap)",
-    )
-    make.add_argument(
-        "--min-distance",
-        type=int,
-        default=MosaicParams.min_distance,
-        metavar="D",
-        help="never place one tile twice within D cells (default: %(default)s = no rule)",
-    )
-    make.add_argument(
-        "--unique",
-        action="store_true",
-        default=MosaicParams.unique,
-        help="use each tile at most once (when there are fewer tiles than cells: as evenly as possible)",
-    )
-    make.add_argument(
-        "--tint",
-        type=float,
-        default=MosaicParams.tint,
-        metavar="PCT",
-        help="shift each tile's colours PCT %% of the way to its cell's colour (default: %(default)s)",
-    )
+    _add_mosaic_options(make)
     make.add_argument("--quality", type=int, default=90, help="JPEG/WebP quality (default: %(default)s)")
     make.add_argument("--workers", type=int, default=None, help="decoding threads (default: all cores)")
     make.add_argument("-q", "--quiet", action="store_true", help="print only errors")
@@ -155,17 +102,31 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--name", default=None, help="worker name, unique in the cluster (default: tessera)")
     worker.add_argument("--concurrency", type=int, default=None, help="jobs at once (default: setting)")
     worker.add_argument("--queues", default=None, help="comma-separated queues (default: setting, all)")
-    worker.add_argument("--loglevel", default="INFO", help="log level (default: %(default)s)")
+    worker.add_argument(
+        "--loglevel",
+        type=str.upper,
+        choices=_LOG_LEVELS,
+        default="INFO",
+        help="log level (default: %(default)s)",
+    )
     worker.set_defaults(run=_worker)
     return parser
 
 
-def _aspect(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(part) for part in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected W:H such as 4:3, got {text!r}") from None
-    return w, h
+def _add_mosaic_options(make: argparse.ArgumentParser) -> None:
+    """A flag per mosaic option of the engine's table (app/engine/options.py), its range and
+    default in the help. Values stay text: :meth:`MosaicParams.from_form` parses and checks
+    them, as it does the REST API's form, so both accept and refuse the same values."""
+    for option in OPTIONS.values():
+        if option.kind == "bool":
+            make.add_argument(option.flag, action="store_true", default=option.default, help=option.help)
+            continue
+        shown = option.text(option.default) or option.none_means
+        help_text = f"{option.help} ({option.allowed()}; default: {shown})".replace("%", "%%")
+        make.add_argument(
+            option.flag, default=option.default, choices=option.choices or None, metavar=option.metavar,
+            help=help_text,
+        )  # fmt: skip
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -204,22 +165,17 @@ def _animation_spec(args: argparse.Namespace) -> AnimationSpec | None:
     )  # fmt: skip
 
 
+def _configure_logging(level: str) -> None:
+    """The one logging configuration of ``make`` and ``worker`` (``serve``'s is uvicorn's)."""
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
 def _make(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    params = MosaicParams(
-        cols=args.cols,
-        tile_size=args.tile_size,
-        color_space=args.color_space,
-        cell_grid=args.cell_grid,
-        aspect=args.aspect,
-        max_uses=args.max_uses,
-        min_distance=args.min_distance,
-        unique=args.unique,
-        tint=args.tint,
-    )
+    _configure_logging("WARNING")
     output = Path(args.output)
     try:
-        params.validate()
+        params = MosaicParams.from_form(vars(args))
         fmt = format_for_path(output)
         if not output.parent.is_dir():
             raise BadParameter("output", f"folder {str(output.parent)!r} does not exist")
@@ -366,8 +322,15 @@ def _worker(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update=overrides)
     if not settings.broker_url:
         return _fail("tessera worker needs TESSERA_BROKER_URL (e.g. redis://127.0.0.1:6379/0)", code=2)
-    logging.getLogger().setLevel(args.loglevel.upper())
+    from celery.signals import setup_logging
+
+    _configure_logging(args.loglevel)
+    setup_logging.connect(_leave_logging_alone)  # a receiver stops Celery configuring it again
     return run_worker(settings, name=args.name, loglevel=args.loglevel)
+
+
+def _leave_logging_alone(**_: object) -> None:
+    """Celery's ``setup_logging`` receiver: logging is already configured."""
 
 
 class _ProgressBar:

@@ -7,7 +7,6 @@ import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -17,12 +16,12 @@ from app import __version__
 from app.jobs.services import Services
 from app.jobs.sweeper import sweep
 from app.settings import Settings, get_settings
+from app.web.assets import STATIC_DIR
 from app.web.errors import install_error_handlers
 from app.web.limits import BodySizeLimit
 from app.web.routes import api, health, pages, zoom
 
 log = logging.getLogger(__name__)
-STATIC = Path(__file__).resolve().parents[1] / "static"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -32,8 +31,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services.jobs.resume_interrupted()
-        services.zoom.resume_interrupted()
+        await run_in_threadpool(services.jobs.resume_interrupted)  # reads records: off the loop
+        await run_in_threadpool(services.zoom.resume_interrupted)
         sweeper = asyncio.create_task(_sweep_periodically(services))
         log.info("serving with data in %s", settings.data_dir)
         yield
@@ -55,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(zoom.share_router)
     app.include_router(health.router)
     app.include_router(pages.router)
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
 

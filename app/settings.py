@@ -1,15 +1,19 @@
 """Every setting of the service, read once from ``TESSERA_*`` environment variables.
 
-The engine never reads settings: the jobs and web layers pass explicit parameters to it.
+The engine never reads settings: the jobs and web layers pass explicit parameters to it. The
+limits of a mosaic's options are the engine's (``app.engine.options``); a setting can only lower one.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import cast
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.engine.options import COLS, MAX_OUTPUT_PIXELS
 
 _MB = 1024 * 1024
 
@@ -32,8 +36,14 @@ class Settings(BaseSettings):
     max_zip_members: int = Field(20_000, ge=1)
     max_zip_bytes: int = Field(8192 * _MB, ge=1024, description="total uncompressed size of an archive")
     max_image_pixels: int = Field(89_478_485, ge=1, description="larger images are refused before decoding")
-    max_output_pixels: int = Field(250_000_000, ge=1, description="largest mosaic, in pixels")
-    max_cols: int = Field(400, ge=1, le=1000)
+    max_output_pixels: int = Field(
+        MAX_OUTPUT_PIXELS, ge=1, description="largest mosaic, in pixels (default: the engine's limit)"
+    )
+    max_cols: int | None = Field(
+        None, ge=1, le=COLS.maximum,
+        description="a lower cap on a mosaic's cols than the engine's; more is refused with a 422 naming "
+        "cols and the cap (unset: the engine's range, as the OpenAPI schema shows)",
+    )  # fmt: skip
     max_rows: int = Field(400, ge=1, le=1000)
     max_zip_ratio: int = Field(200, ge=2, description="largest uncompressed:compressed ratio of a member")
     max_disk_bytes: int = Field(20 * 1024 * _MB, ge=_MB, description="cap on the data folder's size")
@@ -71,7 +81,7 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
-    @field_validator("broker_url", "s3_bucket", "s3_endpoint_url", "worker_queues", mode="before")
+    @field_validator("broker_url", "s3_bucket", "s3_endpoint_url", "worker_queues", "max_cols", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -83,6 +93,11 @@ class Settings(BaseSettings):
         if self.presigned_downloads and not self.s3_bucket:
             raise ValueError("TESSERA_PRESIGNED_DOWNLOADS needs TESSERA_S3_BUCKET")
         return self
+
+    @property
+    def cols_limit(self) -> int:
+        """The most cols a mosaic may have here: ``max_cols``, else the engine's maximum."""
+        return self.max_cols if self.max_cols is not None else cast(int, COLS.maximum)
 
     @property
     def queues(self) -> list[str]:

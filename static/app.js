@@ -43,6 +43,14 @@ function showApiError(body, fallbackId) {
   showError(fallbackId || "form-error", text);
 }
 
+// The number inputs carry the server's limits (min, max: the engine's option table): say them.
+function allowedText(input) {
+  const whole = input.step !== "any" ? "A whole number" : "A number";
+  if (input.min !== "" && input.max !== "") return `${whole} between ${input.min} and ${input.max}.`;
+  if (input.min !== "") return `${whole} of at least ${input.min}.`;
+  return `${whole}.`;
+}
+
 function setProgress(label, done, total) {
   $("progress").hidden = false;
   $("progress-label").textContent = label;
@@ -291,11 +299,9 @@ $("mosaic-form").addEventListener("submit", async (event) => {
   let ok = true;
   if (!state.sessionId && !state.tiles.length) { showError("tiles-error", "Pick some tile photos, a folder or a .zip first."); ok = false; }
   if (!state.cover) { showError("cover-error", "Pick the picture the mosaic should show."); ok = false; }
-  const maxCols = parseInt(document.body.dataset.maxCols, 10);
-  const cols = parseInt($("cols").value, 10);
-  if (!(cols >= 1 && cols <= maxCols)) { showError("cols-error", `Between 1 and ${maxCols}.`); ok = false; }
-  const px = parseInt($("tile_size").value, 10);
-  if (!(px >= 4 && px <= 512)) { showError("tile_size-error", "Between 4 and 512 pixels."); ok = false; }
+  for (const input of document.querySelectorAll("#options-step input[type=number]")) {
+    if (!input.checkValidity()) { showError(`${input.id}-error`, allowedText(input)); ok = false; }
+  }
   if (!ok) return;
 
   state.busy = true;

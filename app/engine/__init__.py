@@ -15,11 +15,13 @@ from app.engine.errors import (
     OutputTooLarge,
 )
 from app.engine.index import TileIndex
-from app.engine.mosaic import MosaicParams, MosaicResult, build_index, load_cover, make_mosaic
+from app.engine.mosaic import MosaicResult, build_index, load_cover, make_mosaic
+from app.engine.options import OPTIONS, MosaicParams, Option
 from app.engine.render import encode, format_for_path
 from app.engine.tiles import Rejection, TileSet
 
 __all__ = [
+    "OPTIONS",
     "BadParameter",
     "EngineError",
     "ImageRejected",
@@ -27,6 +29,7 @@ __all__ = [
     "MosaicParams",
     "MosaicResult",
     "NoUsableTiles",
+    "Option",
     "OutputTooLarge",
     "Rejection",
     "TileIndex",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
@@ -12,17 +12,11 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from app.engine.decode import DEFAULT_MAX_PIXELS, ImageSource, load_rgb
-from app.engine.errors import BadParameter, NoUsableTiles
-from app.engine.features import (
-    COLOR_SPACES,
-    ColorSpace,
-    block_means,
-    cell_means,
-    cover_features,
-    tile_features,
-)
+from app.engine.errors import NoUsableTiles
+from app.engine.features import block_means, cell_means, cover_features, tile_features
 from app.engine.index import TileIndex
-from app.engine.matching import Rules, choose_tiles
+from app.engine.matching import choose_tiles
+from app.engine.options import MosaicParams
 from app.engine.quality import quality_report
 from app.engine.render import check_output_size, stitch
 from app.engine.tiles import TileSet
@@ -30,77 +24,8 @@ from app.engine.tiles import TileSet
 #: ``progress(stage, done, total)``; stages are "cover", "match" and "render".
 StageProgress = Callable[[str, int, int], None]
 
-MAX_COLS = 1000
-MAX_TILE_SIZE = 512
-MAX_CELL_GRID = 8
-MAX_MIN_DISTANCE = 20
 #: The cover is decoded at least this many pixels per feature block (JPEG draft scaling).
 _COVER_OVERSAMPLING = 4
-
-
-@dataclass(frozen=True)
-class MosaicParams:
-    """What a user chooses about a mosaic. Every field is validated by :meth:`validate`.
-
-    The defaults of ``color_space``, ``cell_grid`` and ``tint`` were chosen by measurement
-    (bench/quality.py; figures in docs/quality.md).
-    """
-
-    cols: int = 80
-    tile_size: int = 32  # output width of one tile in pixels
-    color_space: ColorSpace = "lab"
-    cell_grid: int = 4  # each cell described by cell_grid x cell_grid mean colours
-    aspect: tuple[int, int] = (1, 1)  # cell width : height
-    max_uses: int | None = None  # uses allowed per tile; None = no cap
-    min_distance: int = 0  # cells within this distance never hold the same tile; 0 = no rule
-    unique: bool = False  # each tile at most once (when the library has as many tiles as cells)
-    tint: float = 10.0  # % of the way each placed tile's mean colour is shifted to its cell's
-    max_output_pixels: int | None = 400_000_000
-
-    def validate(self) -> MosaicParams:
-        if not 1 <= self.cols <= MAX_COLS:
-            raise BadParameter("cols", f"must be between 1 and {MAX_COLS}, got {self.cols}")
-        if not 4 <= self.tile_size <= MAX_TILE_SIZE:
-            raise BadParameter("tile_size", f"must be between 4 and {MAX_TILE_SIZE}, got {self.tile_size}")
-        if self.color_space not in COLOR_SPACES:
-            raise BadParameter(
-                "color_space", f"must be one of {', '.join(COLOR_SPACES)}, got {self.color_space!r}"
-            )
-        if not 1 <= self.cell_grid <= MAX_CELL_GRID:
-            raise BadParameter("cell_grid", f"must be between 1 and {MAX_CELL_GRID}, got {self.cell_grid}")
-        aw, ah = self.aspect
-        if not (1 <= aw <= 100 and 1 <= ah <= 100 and 1 / 4 <= aw / ah <= 4):
-            raise BadParameter("aspect", f"must be W:H with a ratio between 1:4 and 4:1, got {aw}:{ah}")
-        self._validate_repetition()
-        if not 0 <= self.tint <= 100:
-            raise BadParameter("tint", f"must be a percentage between 0 and 100, got {self.tint}")
-        return self
-
-    def _validate_repetition(self) -> None:
-        if self.max_uses is not None and self.max_uses < 1:
-            raise BadParameter("max_uses", f"must be at least 1 (or unset for no cap), got {self.max_uses}")
-        if not 0 <= self.min_distance <= MAX_MIN_DISTANCE:
-            raise BadParameter(
-                "min_distance", f"must be between 0 and {MAX_MIN_DISTANCE} cells, got {self.min_distance}"
-            )
-        if not isinstance(self.unique, bool):
-            raise BadParameter("unique", f"must be true or false, got {self.unique!r}")
-
-    @property
-    def rules(self) -> Rules:
-        """The repetition rules these parameters ask for."""
-        return Rules(max_uses=self.max_uses, min_distance=self.min_distance, unique=self.unique)
-
-    @property
-    def tile_shape(self) -> tuple[int, int]:
-        """(width, height) of one output tile."""
-        aw, ah = self.aspect
-        return self.tile_size, max(1, round(self.tile_size * ah / aw))
-
-    def rows_for(self, cover_width: int, cover_height: int) -> int:
-        """Rows that keep the cover's aspect with ``cols`` cells of this shape across."""
-        tw, th = self.tile_shape
-        return max(1, round(self.cols * tw * cover_height / (cover_width * th)))
 
 
 @dataclass
@@ -150,7 +75,7 @@ class MosaicResult:
             "distinct_tiles": int((counts > 0).sum()),
             "max_uses": int(counts.max()),
             "quality": dict(self.quality),
-            "params": asdict(self.params),
+            "params": self.params.to_record(),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
         }
 

@@ -1,11 +1,13 @@
 """Where a job runs: the one thing that differs between one machine and a cluster.
 
-A job is a kind (``"index"``, ``"render"``, and the zoom jobs ``"pyramid"`` and ``"animation"``)
-and a record id; :meth:`app.jobs.runner.Jobs.run`
-runs it, in either deployment.
+A job is a kind (:mod:`app.jobs.kinds`: ``"index"``, ``"render"``, and the zoom jobs
+``"pyramid"`` and ``"animation"``) and a record id. A dispatcher only sends jobs: it never
+imports the code that runs them. What runs each kind is the :class:`~app.jobs.kinds.JobKinds`
+table, in either deployment.
 
 * :class:`LocalDispatcher` runs jobs on a small pool of threads in this process (the default:
-  nothing to install). Jobs a stopped server left unfinished are submitted again at start.
+  nothing to install), calling the ``run`` it was given (the table's). Jobs a stopped server
+  left unfinished are submitted again at start.
 * :class:`CeleryDispatcher` sends them to a Celery queue on Redis (``TESSERA_BROKER_URL``),
   where ``tessera worker`` processes, on any machine, take them. The queue is durable: a job
   whose worker died is handed out again, so nothing is resubmitted at start.
@@ -19,6 +21,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Protocol
 
+from app.jobs.celery_app import TASK_NAME, celery_app
+from app.jobs.kinds import kind_of
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -26,17 +30,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 Run = Callable[[str, str], None]  # (kind, record id)
-TASK_NAME = "tessera.run_job"
 
 
 class Dispatcher(Protocol):
     durable: bool  # True when submitted jobs survive a restart of this process
 
-    def start(self, run: Run) -> None:
-        """Learn how to run a job (called once, by :class:`app.jobs.runner.Jobs`)."""
+    def submit(self, kind: str, record_id: str) -> None:
+        """Queue a job; raises :class:`ValueError` for an unknown kind."""
         ...
-
-    def submit(self, kind: str, record_id: str) -> None: ...
 
     def idle(self) -> bool:
         """True when no job runs or waits in this process."""
@@ -55,20 +56,18 @@ class LocalDispatcher:
 
     durable = False
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, *, run: Run) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tessera-job")
-        self._run: Run | None = None
+        self._run = run
         self._running: set[Future[None]] = set()
         self._waiting: set[tuple[str, str]] = set()  # submitted and not started: never twice
         self._guard = threading.Lock()
 
-    def start(self, run: Run) -> None:
-        self._run = run
-
     def submit(self, kind: str, record_id: str) -> None:
+        coalesce = kind_of(kind).coalesce
         job = (kind, record_id)
         with self._guard:
-            if kind == "render" and job in self._waiting:
+            if coalesce and job in self._waiting:
                 return
             self._waiting.add(job)
         future = self._pool.submit(self._call, kind, record_id)
@@ -77,7 +76,6 @@ class LocalDispatcher:
         future.add_done_callback(self._finished)
 
     def _call(self, kind: str, record_id: str) -> None:
-        assert self._run is not None, "start() was not called"
         try:
             self._run(kind, record_id)
         finally:
@@ -102,29 +100,19 @@ class LocalDispatcher:
 
 
 class CeleryDispatcher:
-    """Sends jobs to the Celery queues; ``tessera worker`` processes run them."""
+    """Sends jobs to the Celery queues; ``tessera worker`` processes run them.
+
+    ``app``: the process's Celery app, if it has one already (a worker's); else one is made.
+    """
 
     durable = True
 
-    def __init__(self, settings: Settings) -> None:
-        from app.jobs.worker import celery_app
-
+    def __init__(self, settings: Settings, *, app: Celery | None = None) -> None:
         self.settings = settings
-        self.app: Celery = celery_app(settings)
-        self._queues = {
-            "index": settings.index_queue,
-            "render": settings.render_queue,
-            # Pyramids follow every render and animations can take a minute: their own queue,
-            # so they never hold up renders on machines that only take renders.
-            "pyramid": settings.zoom_queue,
-            "animation": settings.zoom_queue,
-        }
-
-    def start(self, run: Run) -> None:
-        pass  # the workers run the jobs
+        self.app: Celery = app if app is not None else celery_app(settings)
 
     def submit(self, kind: str, record_id: str) -> None:
-        queue = self._queues.get(kind, self.settings.render_queue)  # more kinds: with the renders
+        queue = kind_of(kind).queue(self.settings)
         self.app.send_task(TASK_NAME, args=(kind, record_id), queue=queue)
 
     def idle(self) -> bool:
@@ -138,7 +126,9 @@ class CeleryDispatcher:
             conn.ensure_connection(max_retries=1, timeout=3)
 
 
-def make_dispatcher(settings: Settings) -> Dispatcher:
+def make_dispatcher(settings: Settings, *, run: Run) -> Dispatcher:
+    """The dispatcher the settings ask for; ``run(kind, record_id)`` runs a job in this process
+    (only the local pool calls it: Celery workers run their jobs themselves)."""
     if settings.broker_url:
         return CeleryDispatcher(settings)
-    return LocalDispatcher(settings.workers)
+    return LocalDispatcher(settings.workers, run=run)

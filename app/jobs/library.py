@@ -20,7 +20,6 @@ import json
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,12 +31,12 @@ from app.engine import MosaicParams, TileIndex, TileSet
 from app.engine.features import tile_features, weights_for
 from app.engine.tiles import Rejection
 from app.jobs.locks import SessionLocks
+from app.jobs.progress import Progress
 from app.jobs.records import Records, UploadEntry
 from app.settings import Settings
 from app.storage import ArchiveLimits, Storage, Upload, extract_zip, is_zip
 
 log = logging.getLogger(__name__)
-Progress = Callable[[int, int], None]
 
 
 @dataclass

@@ -1,9 +1,11 @@
-"""The background jobs: index builds and renders, and how they are submitted.
+"""The index builds and renders: what they do, and how they are submitted.
 
 What a job does is the same in every deployment; only where it runs differs, and that is the
 dispatcher's business (:mod:`app.jobs.dispatch`): a thread pool here, or Celery workers
-anywhere. Every job's state lives in the records: after a restart of a single server,
-interrupted jobs are resumed from the files on disk; in a cluster the queue hands them out again.
+anywhere. :class:`Jobs` registers its two kinds in the job-kind table (:mod:`app.jobs.kinds`),
+through which every dispatcher runs them. Every job's state lives in the records: after a
+restart of a single server, interrupted jobs are resumed from the files on disk; in a cluster
+the queue hands them out again.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +30,22 @@ from app.engine import (
 )
 from app.engine.render import FILE_EXTENSIONS
 from app.jobs.dispatch import Dispatcher
+from app.jobs.kinds import INDEX, RENDER, JobKinds
 from app.jobs.library import Libraries
+from app.jobs.progress import Throttle
 from app.jobs.records import Records
 from app.settings import Settings
 from app.storage import Storage, atomic_writer
 
 log = logging.getLogger(__name__)
-_PROGRESS_INTERVAL = 0.25  # seconds between progress writes to the records
 
 
 class Jobs:
-    """Submits and runs the background jobs of every session."""
+    """Submits and runs the index builds and renders of every session.
+
+    ``after_render``: called with a mosaic's id when its render is ready (to queue its zoom
+    pyramid).
+    """
 
     def __init__(
         self,
@@ -46,7 +53,10 @@ class Jobs:
         storage: Storage,
         records: Records,
         libraries: Libraries,
+        *,
         dispatcher: Dispatcher,
+        kinds: JobKinds,
+        after_render: Sequence[Callable[[str], None]] = (),
     ) -> None:
         self.settings = settings
         self.storage = storage
@@ -54,30 +64,21 @@ class Jobs:
         self.libraries = libraries
         self.dispatcher = dispatcher
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
-        #: More job kinds, by name: ``job(record_id, worker=...)`` (the zoom pyramid, animations).
-        self.more_kinds: dict[str, Callable[..., None]] = {}
-        #: Called with a mosaic id when its render is ready (e.g. to queue its zoom pyramid).
-        self.after_render: list[Callable[[str], None]] = []
-        dispatcher.start(self.run)
+        self._after_render = tuple(after_render)
+        kinds.register(INDEX, self.build_index)
+        kinds.register(RENDER, self.render)
 
     def shutdown(self, *, wait: bool = True) -> None:
         self.dispatcher.shutdown(wait=wait)
 
     def submit_index(self, session_id: str) -> None:
-        self.dispatcher.submit("index", session_id)
+        self.dispatcher.submit(INDEX, session_id)
 
     def submit_render(self, mosaic_id: str) -> None:
-        self.dispatcher.submit("render", mosaic_id)
+        self.dispatcher.submit(RENDER, mosaic_id)
 
     def idle(self) -> bool:
         return self.dispatcher.idle()
-
-    def run(self, kind: str, record_id: str, *, worker: str | None = None) -> None:
-        """Run one job, whichever dispatcher delivered it; ``worker`` names who runs it."""
-        jobs = {"index": self.build_index, "render": self.render, **self.more_kinds}
-        if kind not in jobs:
-            raise ValueError(f"unknown job kind {kind!r}")
-        jobs[kind](record_id, worker=worker or self.worker_name)
 
     def resume_interrupted(self) -> None:
         """Restart what a stopped server left unfinished: index builds first, then renders.
@@ -103,7 +104,7 @@ class Jobs:
         if self.records.session(session_id) is None:
             return  # deleted meanwhile
         self.records.update_session(session_id, worker=worker or self.worker_name)
-        throttle = _Throttle()
+        throttle = Throttle()
 
         def progress(done: int, total: int) -> None:
             if throttle.due(done, total):
@@ -156,9 +157,9 @@ class Jobs:
             reason = session.error or "the tile library is not ready"
             self.records.update_mosaic(mosaic_id, state="failed", error=reason)
             return
-        params = MosaicParams(**_engine_params(record.params))
+        params = mosaic_params(record.params)
         folder = self.storage.mosaic_dir(session_id, mosaic_id)
-        throttle = _Throttle()
+        throttle = Throttle()
 
         def progress(stage: str, done: int, total: int) -> None:
             if throttle.due(done, total):
@@ -216,7 +217,7 @@ class Jobs:
         report["file"] = out.name
         report["library_shape"] = list(tiles.tile_size)
         self.records.update_mosaic(mosaic_id, state="ready", stage=None, done=1, total=1, result=report)
-        for listener in self.after_render:
+        for listener in self._after_render:
             listener(mosaic_id)
 
     def _fail(self, mosaic_id: str, reason: str) -> None:
@@ -230,27 +231,4 @@ def _cover_path(folder: Path) -> Path:
 
 def mosaic_params(params: dict[str, Any]) -> MosaicParams:
     """The engine parameters of a mosaic, rebuilt from its stored record parameters."""
-    return MosaicParams(**_engine_params(params))
-
-
-def _engine_params(params: dict[str, Any]) -> dict[str, Any]:
-    """The stored request parameters that are MosaicParams fields (aspect back to a tuple)."""
-    fields = set(MosaicParams.__dataclass_fields__)
-    picked = {k: v for k, v in params.items() if k in fields}
-    if isinstance(picked.get("aspect"), list):
-        picked["aspect"] = tuple(picked["aspect"])
-    return picked
-
-
-class _Throttle:
-    """Lets a progress write through at most every few hundred milliseconds, and at the end."""
-
-    def __init__(self) -> None:
-        self._last = 0.0
-
-    def due(self, done: int, total: int) -> bool:
-        now = time.monotonic()
-        if done >= total or now - self._last >= _PROGRESS_INTERVAL:
-            self._last = now
-            return True
-        return False
+    return MosaicParams.from_record(params)

@@ -10,13 +10,18 @@ session locks       in-process locks                  Redis locks
 jobs run            thread pool in this process       Celery workers (``tessera worker``)
 files               the data folder                   an S3 bucket, the data folder as cache
 ==================  ================================  ==========================================
+
+Here the parts are put together: one job-kind table (:mod:`app.jobs.kinds`), in which the
+index/render jobs and the zoom jobs each register their kinds, and one dispatcher that both
+submit through and that runs what it is given through that table.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.jobs.dispatch import make_dispatcher
+from app.jobs.dispatch import Dispatcher, make_dispatcher
+from app.jobs.kinds import JobKinds
 from app.jobs.library import Libraries
 from app.jobs.locks import LocalLocks, SessionLocks
 from app.jobs.records import Records, SqliteRecords
@@ -37,9 +42,13 @@ class Services:
     jobs: Jobs
     zoom_records: ZoomRecords
     zoom: ZoomJobs
+    kinds: JobKinds
+    dispatcher: Dispatcher
 
     @classmethod
-    def build(cls, settings: Settings) -> Services:
+    def build(cls, settings: Settings, *, dispatcher: Dispatcher | None = None) -> Services:
+        """The services of this process. ``dispatcher``: the one to submit jobs with when the
+        process has one already (a worker's, on its own Celery app); else the settings pick it."""
         storage = Storage(settings.data_dir, remote=_object_store(settings))
         records: Records
         zoom_records: ZoomRecords
@@ -56,9 +65,17 @@ class Services:
             zoom_records = SqliteZoomRecords(settings.database_path)
             locks = LocalLocks()
         libraries = Libraries(settings, storage, records, locks)
-        jobs = Jobs(settings, storage, records, libraries, make_dispatcher(settings))
-        zoom = ZoomJobs(settings, storage, records, zoom_records, libraries, jobs)
-        return cls(settings, storage, records, libraries, jobs, zoom_records, zoom)
+        kinds = JobKinds()
+        if dispatcher is None:
+            dispatcher = make_dispatcher(settings, run=kinds.run)
+        zoom = ZoomJobs(
+            settings, storage, records, zoom_records, libraries, dispatcher=dispatcher, kinds=kinds
+        )
+        jobs = Jobs(
+            settings, storage, records, libraries, dispatcher=dispatcher, kinds=kinds,
+            after_render=[zoom.submit_pyramid],
+        )  # fmt: skip
+        return cls(settings, storage, records, libraries, jobs, zoom_records, zoom, kinds, dispatcher)
 
     def delete_session(self, session_id: str) -> None:
         """Remove a session everywhere: its records (the main ones first, so running jobs see it
@@ -82,7 +99,7 @@ class Services:
         results = {}
         for name, probe in (
             ("records", self.records.check),
-            ("jobs", self.jobs.dispatcher.check),
+            ("jobs", self.dispatcher.check),
             ("storage", self.storage.check),
         ):
             try:

@@ -6,6 +6,10 @@ rendered the same way. Both run wherever the dispatcher runs jobs (the in-proces
 Celery workers, on their own queue), keep their state in the zoom records (SQLite or Redis), and
 start again from scratch after a restart. With an object store, a job publishes its files
 before its record says ready; the web processes fetch each file the first time it is asked for.
+
+:class:`ZoomJobs` registers its two kinds in the job-kind table (:mod:`app.jobs.kinds`) beside
+those of :class:`app.jobs.runner.Jobs`; :meth:`ZoomJobs.submit_pyramid` is what ``Jobs`` is
+given to call after each render.
 """
 
 from __future__ import annotations
@@ -25,9 +29,12 @@ from numpy.typing import NDArray
 from app.engine import EngineError, MosaicParams, TileSet
 from app.engine.animate import AnimationSpec, MosaicScene, make_animation, scene_of
 from app.engine.pyramid import GridSource, write_pyramid
+from app.jobs.dispatch import Dispatcher
+from app.jobs.kinds import ANIMATION, PYRAMID, JobKinds
 from app.jobs.library import Libraries
+from app.jobs.progress import Throttle
 from app.jobs.records import MosaicRecord, Records
-from app.jobs.runner import Jobs, _Throttle, mosaic_params
+from app.jobs.runner import mosaic_params
 from app.jobs.zoom_records import AnimationRecord, ZoomRecords
 from app.settings import Settings
 from app.storage import Storage
@@ -53,16 +60,18 @@ class ZoomJobs:
         records: Records,
         zoom_records: ZoomRecords,
         libraries: Libraries,
-        jobs: Jobs,
+        *,
+        dispatcher: Dispatcher,
+        kinds: JobKinds,
     ) -> None:
         self.settings = settings
         self.storage = storage
         self.records = records
         self.zoom_records = zoom_records
         self.libraries = libraries
-        self.jobs = jobs
-        jobs.more_kinds.update(pyramid=self.build_pyramid, animation=self.render_animation)
-        jobs.after_render.append(self.submit_pyramid)
+        self.dispatcher = dispatcher
+        kinds.register(PYRAMID, self.build_pyramid)
+        kinds.register(ANIMATION, self.render_animation)
 
     def pyramid_dir(self, mosaic: MosaicRecord) -> Path:
         return self.storage.mosaic_dir(mosaic.session_id, mosaic.id) / PYRAMID_DIR
@@ -81,7 +90,7 @@ class ZoomJobs:
         ):
             if self._deleted_meanwhile(mosaic):
                 return
-            self.jobs.dispatcher.submit("pyramid", mosaic_id)
+            self.dispatcher.submit(PYRAMID, mosaic_id)
 
     def create_animation(self, mosaic: MosaicRecord, spec: AnimationSpec) -> AnimationRecord:
         """Record and queue an animation of a ready mosaic (``spec`` is validated here: raises
@@ -95,7 +104,7 @@ class ZoomJobs:
             total=spec.frames,
         )
         if not self._deleted_meanwhile(mosaic):
-            self.jobs.dispatcher.submit("animation", record.id)
+            self.dispatcher.submit(ANIMATION, record.id)
         return record
 
     def _deleted_meanwhile(self, mosaic: MosaicRecord) -> bool:
@@ -111,7 +120,7 @@ class ZoomJobs:
         mosaics made before pyramids existed), and render the unfinished animations again. With
         a durable queue, which hands its jobs out again by itself, only the pyramids of mosaics
         made before pyramids existed (queued once, whichever web process gets there first)."""
-        if self.jobs.dispatcher.durable:
+        if self.dispatcher.durable:
             # In the background: a backend that is down must not keep the web process from
             # starting (readiness reports it).
             threading.Thread(target=self._queue_missing_pyramids, name="zoom-backfill", daemon=True).start()
@@ -125,7 +134,7 @@ class ZoomJobs:
         for animation in self.zoom_records.animations_in_state("queued", "rendering"):
             log.info("resuming animation %s", animation.id)
             self.zoom_records.update_animation(animation.id, state="queued", done=0)
-            self.jobs.dispatcher.submit("animation", animation.id)
+            self.dispatcher.submit(ANIMATION, animation.id)
 
     def _queue_missing_pyramids(self) -> None:
         try:
@@ -141,7 +150,7 @@ class ZoomJobs:
         mosaic = self.records.mosaic(mosaic_id)
         if mosaic is None or mosaic.state != "ready":
             return
-        throttle = _Throttle()
+        throttle = Throttle()
 
         def progress(done: int, total: int) -> None:
             if throttle.due(done, total):
@@ -186,7 +195,7 @@ class ZoomJobs:
         mosaic = None if animation is None else self.records.mosaic(animation.mosaic_id)
         if animation is None or mosaic is None:
             return
-        throttle = _Throttle()
+        throttle = Throttle()
 
         def progress(done: int, total: int) -> None:
             if throttle.due(done, total):

@@ -4,38 +4,40 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
-from app.engine import MosaicParams
+from app.engine import OPTIONS, BadParameter, MosaicParams, Option
 from app.engine.features import ColorSpace
 
-_DEFAULTS = MosaicParams()
+
+def _option_field(option: Option[Any], **extra: Any) -> Any:
+    """A form field with the engine's default, range and help for ``option`` (one table,
+    app/engine/options.py, so the OpenAPI schema shows exactly what the engine accepts)."""
+    number = option.kind in ("int", "float")
+    return Field(
+        option.text(option.default) if option.kind == "ratio" else option.default,
+        ge=option.minimum if number else None,
+        le=option.maximum if number else None,
+        description=f"{option.help}: {option.allowed()}",
+        **extra,
+    )
 
 
 class MosaicOptions(BaseModel):
-    """Form fields of a mosaic request. Names match the CLI options (``_`` for ``-``)."""
+    """Form fields of a mosaic request. Names match the CLI options (``_`` for ``-``); every
+    field but ``format`` is an engine option and is checked by the engine's own rules."""
 
-    cols: int = Field(_DEFAULTS.cols, ge=1, description="tiles across; rows follow the cover's aspect")
-    tile_size: int = Field(_DEFAULTS.tile_size, ge=4, le=512, description="width of one tile in pixels")
+    cols: int = _option_field(OPTIONS["cols"])
+    tile_size: int = _option_field(OPTIONS["tile_size"])
     format: Literal["jpeg", "png", "webp"] = Field("jpeg", description="output image format")
-    color_space: ColorSpace = Field(_DEFAULTS.color_space, description="where colour distance is measured")
-    cell_grid: int = Field(_DEFAULTS.cell_grid, ge=1, le=8, description="N x N mean colours per cell")
-    aspect: str = Field("1:1", pattern=r"^\d{1,3}:\d{1,3}$", description="cell shape W:H, e.g. 4:3")
-    max_uses: int | None = Field(
-        _DEFAULTS.max_uses, ge=1, description="uses allowed per tile; empty = no cap"
-    )
-    min_distance: int = Field(
-        _DEFAULTS.min_distance, ge=0, le=50, description="cells within this distance never hold the same tile"
-    )
-    unique: bool = Field(
-        _DEFAULTS.unique, description="each tile at most once, where the library is large enough"
-    )
-    tint: float = Field(
-        _DEFAULTS.tint,
-        ge=0,
-        le=100,
-        description="% each tile's colour is shifted toward its cell (0 = unaltered)",
-    )
+    color_space: ColorSpace = _option_field(OPTIONS["color_space"])
+    cell_grid: int = _option_field(OPTIONS["cell_grid"])
+    aspect: str = _option_field(OPTIONS["aspect"], pattern=r"^[1-9]\d{0,2}:[1-9]\d{0,2}$")
+    max_uses: int | None = _option_field(OPTIONS["max_uses"])
+    min_distance: int = _option_field(OPTIONS["min_distance"])
+    unique: bool = _option_field(OPTIONS["unique"])
+    tint: float = _option_field(OPTIONS["tint"])
 
     @field_validator("max_uses", mode="before")
     @classmethod
@@ -47,11 +49,22 @@ class MosaicOptions(BaseModel):
     def _jpg_is_jpeg(cls, value: object) -> object:
         return "jpeg" if isinstance(value, str) and value.lower() in ("jpg", "jpeg") else value
 
+    @field_validator(*OPTIONS)
+    @classmethod
+    def _engine_allows(cls, value: object, info: ValidationInfo) -> object:
+        """The engine's check of each option, here, so that no value this model accepts is
+        refused later (it also covers what a JSON schema cannot say, the aspect's ratio)."""
+        option = OPTIONS[str(info.field_name)]
+        try:
+            option.check(option.parse(value))
+        except BadParameter as exc:
+            raise PydanticCustomError("engine_option", exc.message) from None
+        return value
+
     def engine_params(self, *, max_output_pixels: int) -> MosaicParams:
-        width, height = (int(part) for part in self.aspect.split(":"))
-        engine_fields = set(MosaicParams.__dataclass_fields__) - {"aspect", "max_output_pixels"}
-        values = {k: v for k, v in self.model_dump().items() if k in engine_fields}
-        return MosaicParams(**values, aspect=(width, height), max_output_pixels=max_output_pixels)
+        return MosaicParams.from_form(
+            self.model_dump(exclude={"format"}), max_output_pixels=max_output_pixels
+        )
 
 
 class Progress(BaseModel):

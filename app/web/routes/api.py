@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import secrets
 import shutil
-from dataclasses import asdict
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, File, Form, Response, UploadFile, status
 from fastapi.responses import FileResponse
-from starlette.concurrency import run_in_threadpool
 
 from app.engine.decode import upright_size
 from app.engine.render import FILE_EXTENSIONS, MEDIA_TYPES, check_output_size
@@ -23,6 +20,9 @@ from app.web.errors import ApiError
 from app.web.files import stored_file_response
 from app.web.schemas import MosaicOptions, MosaicOut, Progress, PyramidOut, RejectedFile, SessionOut
 
+# Every handler here is a plain ``def``: FastAPI runs it in its thread pool, so the records
+# (SQLite, Redis), the files and the object store are never called from the event loop. The
+# uploads are spooled before a handler starts, and read from its thread.
 router = APIRouter(prefix="/api", tags=["mosaics"])
 
 TilesField = Annotated[list[UploadFile], File(description="tile images, or .zip archives of them")]
@@ -42,9 +42,9 @@ def new_id() -> str:
 
 
 @router.post("/sessions", status_code=status.HTTP_202_ACCEPTED, response_model=SessionOut, responses=_ERRORS)
-async def create_session(tiles: TilesField, services: ServicesDep, background: BackgroundTasks) -> SessionOut:
+def create_session(tiles: TilesField, services: ServicesDep, background: BackgroundTasks) -> SessionOut:
     """Upload a tile library. The index is built in the background: poll ``status_url``."""
-    session_id = await _new_session(services, tiles)
+    session_id = _new_session(services, tiles)
     background.add_task(services.jobs.submit_index, session_id)
     return session_out(services, _session(services, session_id))
 
@@ -60,21 +60,21 @@ def get_session(session: SessionDep, services: ServicesDep) -> SessionOut:
     "/sessions/{session_id}/tiles", status_code=status.HTTP_202_ACCEPTED, response_model=SessionOut,
     responses=_ERRORS,
 )  # fmt: skip
-async def add_tiles(
+def add_tiles(
     session: SessionDep, tiles: TilesField, services: ServicesDep, background: BackgroundTasks
 ) -> SessionOut:
     """Add tiles to a library; the index is rebuilt in the background."""
-    await _store_tiles(services, session.id, tiles)
+    _store_tiles(services, session.id, tiles)
     services.records.update_session(session.id, state="indexing", error=None)
     background.add_task(services.jobs.submit_index, session.id)
     return session_out(services, _session(services, session.id))
 
 
 @router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
-async def delete_session(session: SessionDep, services: ServicesDep) -> Response:
+def delete_session(session: SessionDep, services: ServicesDep) -> Response:
     """Remove the session, its tiles and every mosaic made from them (with their zoom pyramids,
     share links and animations)."""
-    await run_in_threadpool(services.delete_session, session.id)
+    services.delete_session(session.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -82,7 +82,7 @@ async def delete_session(session: SessionDep, services: ServicesDep) -> Response
     "/sessions/{session_id}/mosaics", status_code=status.HTTP_202_ACCEPTED, response_model=MosaicOut,
     responses={**_ERRORS, 409: {"description": "the tile library is not ready"}},
 )  # fmt: skip
-async def create_mosaic(
+def create_mosaic(
     session: SessionDep, cover: CoverField, options: OptionsForm, services: ServicesDep,
     background: BackgroundTasks,
 ) -> MosaicOut:  # fmt: skip
@@ -92,7 +92,7 @@ async def create_mosaic(
         if session.state == "failed":
             detail = f"the tile library failed: {session.error}"
         raise ApiError(409, detail, field="session_id")
-    record = await _new_mosaic(services, session.id, cover, options)
+    record = _new_mosaic(services, session.id, cover, options)
     background.add_task(services.jobs.submit_render, record.id)
     return mosaic_out(record, None)
 
@@ -123,17 +123,17 @@ def get_mosaic_image(mosaic: MosaicDep, services: ServicesDep, download: bool = 
 
 
 @router.post("/mosaics", status_code=status.HTTP_202_ACCEPTED, response_model=MosaicOut, responses=_ERRORS)
-async def create_mosaic_one_shot(
+def create_mosaic_one_shot(
     cover: CoverField, tiles: TilesField, options: OptionsForm, services: ServicesDep,
     background: BackgroundTasks,
 ) -> MosaicOut:  # fmt: skip
     """Cover and tiles in one request, for scripts: a new session is made for the tiles and the
     mosaic renders as soon as they are indexed. Poll the returned ``status_url``."""
-    session_id = await _new_session(services, tiles)
+    session_id = _new_session(services, tiles)
     try:
-        record = await _new_mosaic(services, session_id, cover, options)
+        record = _new_mosaic(services, session_id, cover, options)
     except BaseException:
-        await run_in_threadpool(services.delete_session, session_id)
+        services.delete_session(session_id)
         raise
     background.add_task(services.jobs.submit_index, session_id)
     return mosaic_out(record, None)
@@ -142,19 +142,19 @@ async def create_mosaic_one_shot(
 # helpers ----------------------------------------------------------------------------------------
 
 
-async def _new_session(services: Services, tiles: list[UploadFile]) -> str:
+def _new_session(services: Services, tiles: list[UploadFile]) -> str:
     session_id = new_id()
     services.storage.create_session(session_id)
     services.records.create_session(session_id)
     try:
-        await _store_tiles(services, session_id, tiles)
+        _store_tiles(services, session_id, tiles)
     except BaseException:
-        await run_in_threadpool(services.delete_session, session_id)
+        services.delete_session(session_id)
         raise
     return session_id
 
 
-async def _store_tiles(services: Services, session_id: str, tiles: list[UploadFile]) -> None:
+def _store_tiles(services: Services, session_id: str, tiles: list[UploadFile]) -> None:
     settings = services.settings
     files = [f for f in tiles if f.filename or (f.size or 0) > 0]
     if not files:
@@ -169,23 +169,22 @@ async def _store_tiles(services: Services, session_id: str, tiles: list[UploadFi
     for number, upload in enumerate(files, start=1):
         name = _display_name(upload.filename or f"file-{number}")
         try:
-            await run_in_threadpool(
-                services.libraries.add_upload, session_id, name, upload.file,
-                max_bytes=settings.max_file_bytes,
-            )  # fmt: skip
+            services.libraries.add_upload(session_id, name, upload.file, max_bytes=settings.max_file_bytes)
         except FileTooLarge as exc:
             raise ApiError(413, str(exc), file=name, field="tiles") from exc
         finally:
-            await upload.close()
+            upload.file.close()
 
 
-async def _new_mosaic(
+def _new_mosaic(
     services: Services, session_id: str, cover: UploadFile, options: MosaicOptions
 ) -> MosaicRecord:
     settings = services.settings
-    if options.cols > settings.max_cols:
-        raise ApiError(422, f"at most {settings.max_cols} columns", field="cols")
-    params = options.engine_params(max_output_pixels=settings.max_output_pixels).validate()
+    if options.cols > settings.cols_limit:  # TESSERA_MAX_COLS: this server's cap, below the engine's
+        raise ApiError(
+            422, f"at most {settings.cols_limit} columns on this server, got {options.cols}", field="cols"
+        )  # fmt: skip
+    params = options.engine_params(max_output_pixels=settings.max_output_pixels)
     mosaic_id = new_id()
     folder = services.storage.mosaic_dir(session_id, mosaic_id)
     name = _display_name(cover.filename or "cover")
@@ -194,14 +193,10 @@ async def _new_mosaic(
         suffix = (name.rsplit(".", 1)[-1].lower() if "." in name else "img")[:5]
         path = folder / f"cover.{suffix if suffix.isalnum() else 'img'}"
         try:
-            await run_in_threadpool(
-                _save_cover, cover, path, settings.max_file_bytes
-            )  # fmt: skip
+            write_stream_atomically(cover.file, path, max_bytes=settings.max_file_bytes)
         except FileTooLarge as exc:
             raise ApiError(413, str(exc), file=name, field="cover") from exc
-        width, height = await run_in_threadpool(
-            upright_size, path, name=name, max_pixels=settings.max_image_pixels
-        )
+        width, height = upright_size(path, name=name, max_pixels=settings.max_image_pixels)
         rows = params.rows_for(width, height)
         if rows > settings.max_rows:
             raise ApiError(
@@ -210,11 +205,11 @@ async def _new_mosaic(
             )  # fmt: skip
         tile_w, tile_h = params.tile_shape
         check_output_size(params.cols * tile_w, rows * tile_h, options.format, settings.max_output_pixels)
-        await run_in_threadpool(services.storage.publish, path)  # for the worker that renders it
+        services.storage.publish(path)  # for the worker that renders it
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    stored = {**asdict(params), "format": options.format, "rows": rows}
+    stored = {**params.to_record(), "format": options.format, "rows": rows}
     return services.records.create_mosaic(
         mosaic_id, session_id, params=stored, fmt=options.format, cover_name=name
     )
@@ -232,10 +227,6 @@ def _check_disk(services: Services) -> None:
         raise ApiError(
             507, f"the server's storage is full ({cap / 2**30:.1f} GiB); try again later"
         )  # fmt: skip
-
-
-def _save_cover(cover: UploadFile, path: Path, max_bytes: int) -> None:
-    write_stream_atomically(cover.file, path, max_bytes=max_bytes)
 
 
 def _session(services: Services, session_id: str) -> SessionRecord:

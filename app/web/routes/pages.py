@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Request
@@ -11,13 +10,29 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from app import __version__
-from app.engine import MosaicParams
-from app.engine.features import COLOR_SPACES
+from app.engine import OPTIONS
+from app.settings import Settings
+from app.web.assets import TEMPLATES_DIR
 from app.web.deps import ServicesDep
 
-TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parents[3] / "templates")
+TEMPLATES = Jinja2Templates(directory=TEMPLATES_DIR)
 router = APIRouter(include_in_schema=False)
 _ID_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
+
+
+def option_inputs(settings: Settings) -> dict[str, dict[str, str]]:
+    """The ``min``, ``max`` and ``value`` of each option's input on the page, from the engine's
+    table; ``cols`` stops at this server's cap (``TESSERA_MAX_COLS``), as the API does. An empty
+    string is an attribute the input goes without."""
+    caps = {"cols": settings.cols_limit}
+    return {
+        name: {
+            "min": option.text(option.minimum),
+            "max": option.text(caps.get(name, option.maximum)),
+            "value": option.text(option.default),
+        }
+        for name, option in OPTIONS.items()
+    }
 
 
 def _page(request: Request, services: ServicesDep, session_id: str | None) -> HTMLResponse:
@@ -26,9 +41,8 @@ def _page(request: Request, services: ServicesDep, session_id: str | None) -> HT
         "index.html",
         {
             "session_id": session_id or "",
-            "defaults": MosaicParams(),
-            "color_spaces": COLOR_SPACES,
-            "max_cols": services.settings.max_cols,
+            "options": OPTIONS,
+            "inputs": option_inputs(services.settings),
             "version": __version__,
         },
     )

@@ -147,6 +147,21 @@ def test_delete_removes_everything(client: TestClient, corpus: Path, photo_tiles
     assert not folder.exists()
 
 
+def test_delete_one_mosaic(client: TestClient, corpus: Path, photo_tiles: list[Path]) -> None:
+    session = ready_session(client, photo_tiles[:10])
+    first = make(client, session["id"], corpus / "covers" / "mate-Dune.jpg", cols=8, tile_size=8)
+    second = make(client, session["id"], corpus / "covers" / "mate-LadyBird.jpg", cols=8, tile_size=8)
+    storage = client.app.state.services.storage  # type: ignore[attr-defined]
+    folder = storage.mosaic_dir(session["id"], first["id"])
+    assert folder.exists()
+    assert client.delete(first["status_url"]).status_code == 204
+    assert not folder.exists() and storage.mosaic_dir(session["id"], second["id"]).exists()
+    assert client.get(first["status_url"]).status_code == 404
+    assert [m["id"] for m in session_of(client, session["id"])["mosaics"]] == [second["id"]]
+    assert client.get(second["image_url"]).status_code == 200
+    assert_error(client.delete(first["status_url"]), 404, field="mosaic_id")
+
+
 # errors -------------------------------------------------------------------------------------------
 
 

@@ -104,6 +104,15 @@ def get_mosaic(mosaic: MosaicDep, services: ServicesDep) -> MosaicOut:
     return mosaic_out(mosaic, services.zoom_records.pyramid(mosaic.id))
 
 
+@router.delete(
+    "/sessions/{session_id}/mosaics/{mosaic_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS
+)
+def delete_mosaic(mosaic: MosaicDep, services: ServicesDep) -> Response:
+    """Remove one mosaic: its file, zoom pyramid, share link and animations."""
+    services.delete_mosaic(mosaic.session_id, mosaic.id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.head("/sessions/{session_id}/mosaics/{mosaic_id}/image", include_in_schema=False)
 @router.get(
     "/sessions/{session_id}/mosaics/{mosaic_id}/image",

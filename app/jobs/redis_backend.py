@@ -352,7 +352,8 @@ class RedisZoomRecords(_Hashes):
             keys = (self._key("p", mosaic_id), self._key("token", pyramid.share_token))
             pipe.delete(*keys)
             pipe.srem(self._key("pyramids"), mosaic_id)
-            pipe.srem(self._key("s", pyramid.session_id, "zoom"), *keys, self._key("m", mosaic_id, "animations"))
+            listed = (*keys, self._key("m", mosaic_id, "animations"))
+            pipe.srem(self._key("s", pyramid.session_id, "zoom"), *listed)
         pipe.execute()
 
     def delete_session(self, session_id: str) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import mimetypes
 import secrets
 import shutil
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, File, Form, Response, UploadFile, status
@@ -131,6 +133,19 @@ def get_mosaic_image(mosaic: MosaicDep, services: ServicesDep, download: bool = 
     )  # fmt: skip
 
 
+@router.get(
+    "/sessions/{session_id}/mosaics/{mosaic_id}/cover", response_class=FileResponse, responses=_ERRORS
+)
+def get_mosaic_cover(mosaic: MosaicDep, services: ServicesDep) -> Response:
+    """The cover picture the mosaic was made of, as uploaded (for a before/after view)."""
+    path = _cover_path(services.storage.mosaic_dir(mosaic.session_id, mosaic.id), mosaic.cover_name)
+    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return stored_file_response(
+        services, path, filename=mosaic.cover_name, media_type=media_type, download=False, what="cover",
+        field="mosaic_id",
+    )  # fmt: skip
+
+
 @router.post("/mosaics", status_code=status.HTTP_202_ACCEPTED, response_model=MosaicOut, responses=_ERRORS)
 def create_mosaic_one_shot(
     cover: CoverField, tiles: TilesField, options: OptionsForm, services: ServicesDep,
@@ -199,8 +214,7 @@ def _new_mosaic(
     name = _display_name(cover.filename or "cover")
     _check_disk(services)
     try:
-        suffix = (name.rsplit(".", 1)[-1].lower() if "." in name else "img")[:5]
-        path = folder / f"cover.{suffix if suffix.isalnum() else 'img'}"
+        path = _cover_path(folder, name)
         try:
             write_stream_atomically(cover.file, path, max_bytes=settings.max_file_bytes)
         except FileTooLarge as exc:
@@ -222,6 +236,12 @@ def _new_mosaic(
     return services.records.create_mosaic(
         mosaic_id, session_id, params=stored, fmt=options.format, cover_name=name
     )
+
+
+def _cover_path(folder: Path, name: str) -> Path:
+    """Where a mosaic's cover is kept: ``cover.<the client's suffix>`` in the mosaic's folder."""
+    suffix = (name.rsplit(".", 1)[-1].lower() if "." in name else "img")[:5]
+    return folder / f"cover.{suffix if suffix.isalnum() else 'img'}"
 
 
 def _display_name(name: str) -> str:
@@ -287,6 +307,7 @@ def mosaic_out(record: MosaicRecord, pyramid: PyramidRecord | None) -> MosaicOut
         updated=record.updated,
         status_url=base,
         image_url=f"{base}/image" if ready else None,
+        cover_url=f"{base}/cover",
         download_name=download_name(record) if ready else None,
         dzi_url=f"{base}/dzi/mosaic.dzi" if zoom_ready else None,
         viewer_url=f"/v/{pyramid.share_token}" if ready and pyramid is not None else None,

@@ -22,7 +22,8 @@ const state = {
 function sentence(text) {
   const t = String(text || "").trim();
   if (!t) return t;
-  const s = t[0].toUpperCase() + t.slice(1);
+  const looksLikeName = /^[^\s:]*[._/\\0-9]/.test(t);  // "photo_01.jpg: ..." keeps its file's name
+  const s = looksLikeName ? t : t[0].toUpperCase() + t.slice(1);
   return /[.!?…)]$/.test(s) ? s : `${s}.`;
 }
 

@@ -162,7 +162,9 @@ def test_delete_one_mosaic(client: TestClient, corpus: Path, photo_tiles: list[P
     assert_error(client.delete(first["status_url"]), 404, field="mosaic_id")
 
 
-def test_cover_is_served_for_before_and_after(client: TestClient, corpus: Path, photo_tiles: list[Path]) -> None:
+def test_cover_is_served_for_before_and_after(
+    client: TestClient, corpus: Path, photo_tiles: list[Path]
+) -> None:
     session = ready_session(client, photo_tiles[:5])
     cover = corpus / "covers" / "mate-Dune.jpg"
     mosaic = make(client, session["id"], cover, cols=8, tile_size=8)
@@ -184,7 +186,7 @@ def test_dead_links_get_a_friendly_page_and_the_api_keeps_json(client: TestClien
         page = client.get(url, headers=HTML)
         assert page.status_code == 404, url
         assert page.headers["content-type"].startswith("text/html"), url
-        assert f"<h1 id=\"error-title\">{title}</h1>" in page.text and 'href="/"' in page.text
+        assert f'<h1 id="error-title">{title}</h1>' in page.text and 'href="/"' in page.text
     for url in ("/api/sessions/" + "x" * 32, "/v/" + "t" * 32 + "/mosaic.dzi"):
         response = client.get(url, headers=HTML if url.startswith("/api/") else {})
         assert response.status_code == 404 and response.json()["detail"], url

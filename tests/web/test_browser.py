@@ -50,7 +50,7 @@ def test_upload_make_download_and_reload(
     page.wait_for_function("document.getElementById('result-image').naturalWidth > 0", timeout=30_000)
     assert page.evaluate("document.getElementById('result-image').naturalWidth") == 30 * 16
     assert "/s/" in page.url
-    session_id = page.url.rsplit("/", 1)[-1]
+    session_id = page.url.split("/s/", 1)[1].split("#", 1)[0]
     assert "30 × 30 tiles" in page.text_content("#result-stats")
 
     with page.expect_download() as info:
@@ -71,7 +71,7 @@ def test_upload_make_download_and_reload(
     page.set_input_files("#cover-input", str(corpus / "covers" / "mate-Dune.jpg"))
     page.click("#make-button")
     page.wait_for_function("document.querySelectorAll('#gallery li').length == 2", timeout=60_000)
-    assert page.url.endswith(session_id)
+    assert f"/s/{session_id}#" in page.url
     uploads = list((live_server.data_dir / "sessions" / session_id / "uploads").glob("0*"))
     assert len(uploads) == 80
     page.close()
@@ -123,7 +123,7 @@ def test_viewer_zooms_into_deeper_tiles_picks_a_cell_and_animates(
     page.fill("#cols", "60")
     page.fill("#tile_size", "32")  # 1920 x 1184 px: levels 0..11
     page.click("#make-button")
-    page.wait_for_selector("#viewer:not([hidden])", timeout=90_000)
+    page.wait_for_selector("#viewer:not([hidden]):not(.loading)", timeout=90_000)
     page.wait_for_function("window.tesseraViewer && window.tesseraViewer.layout", timeout=30_000)
     assert page.evaluate("window.tesseraViewer.layout.maxLevel") == 11
     page.wait_for_function("document.getElementById('viewer').dataset.level !== undefined")
@@ -132,7 +132,7 @@ def test_viewer_zooms_into_deeper_tiles_picks_a_cell_and_animates(
     assert not any("_files/11/" in url for url in loaded)  # only what the view needs
 
     page.wait_for_timeout(800)  # the page scrolls smoothly to the result
-    page.locator("#viewer").scroll_into_view_if_needed()
+    page.locator("#viewer").evaluate("(el) => el.scrollIntoView({ block: 'center' })")
     box = page.locator("#viewer canvas").bounding_box()
     assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 900
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
@@ -164,7 +164,8 @@ def test_viewer_zooms_into_deeper_tiles_picks_a_cell_and_animates(
 
     # The share link opens the viewer alone, with no session id in it.
     share = page.get_attribute("#share-link", "href")
-    assert share and "/v/" in share and page.url.rsplit("/", 1)[-1] not in share
+    session_id = page.url.split("/s/", 1)[1].split("#", 1)[0]
+    assert share and "/v/" in share and session_id not in share
     viewer = browser.new_page()  # type: ignore[attr-defined]
     shared: list[str] = []
     viewer.on("response", lambda r: shared.append(r.url) if "/mosaic_files/" in r.url and r.ok else None)

@@ -380,9 +380,12 @@ async function showZoom(mosaic) {
   $("viewer").hidden = false;
   $("viewer-hint").hidden = false;
   $("result-link").hidden = true;
-  if (!zoom.viewer) zoom.viewer = new DeepZoomViewer($("viewer"), { onPick: pickCell, label: "Zoomable mosaic" });
-  await zoom.viewer.open(ready.dzi_url);
-  window.tesseraViewer = zoom.viewer;
+  if (zoom.viewer) zoom.viewer.destroy();
+  zoom.viewer = null;
+  const view = await TesseraViewer.open($("viewer"), ready.dzi_url, { onPick: pickCell, label: "Zoomable mosaic" });
+  if (shown !== zoom.shown) { view.destroy(); return; }
+  zoom.viewer = view;
+  window.tesseraViewer = view;
 }
 
 // A click in the viewer picks the tile a zoom animation ends in.

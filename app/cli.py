@@ -220,6 +220,7 @@ def _make(args: argparse.Namespace) -> int:
             f"{result.cols}x{result.rows} tiles of {params.tile_shape[0]}x{params.tile_shape[1]} px)"
         )
         _print_quality(result.quality)
+        _print_raised(result.rules_raised)
         timings = result.timings
         print(
             f"time: tiles {decode_s:.2f} s, cover {timings['cover']:.2f} s, match {timings['match']:.2f} s, "
@@ -266,6 +267,13 @@ def _print_quality(quality: dict[str, float | int]) -> None:
         f"distinct tiles used {quality['distinct_tiles']}, most uses of one tile {quality['max_uses']}, "
         f"neighbours with the same tile {100 * quality['adjacent_same']:.1f} %"
     )
+
+
+def _print_raised(raised: list[dict[str, object]]) -> None:
+    """The rules the library was too small for, one line each."""
+    for rule in raised:
+        flag = "--" + str(rule["rule"]).replace("_", "-")
+        print(f"rule not kept: {flag} asked {rule['asked']}, used {rule['used']} ({rule['reason']})")
 
 
 def _print_tiles(tiles: TileSet) -> None:

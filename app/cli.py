@@ -265,7 +265,8 @@ def _print_quality(quality: dict[str, float | int]) -> None:
     print(
         f"quality: colour error per cell {quality['cell_de']:.2f} (mean CIEDE2000), "
         f"distinct tiles used {quality['distinct_tiles']}, most uses of one tile {quality['max_uses']}, "
-        f"neighbours with the same tile {100 * quality['adjacent_same']:.1f} %"
+        f"neighbours with the same tile {100 * quality['adjacent_same']:.1f} %, "
+        f"library used {100 * quality.get('library_used', 0):.1f} %"
     )
 
 

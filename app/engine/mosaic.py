@@ -49,7 +49,7 @@ class MosaicResult:
     params: MosaicParams
     timings: dict[str, float] = field(default_factory=dict)
     #: Figures from :func:`app.engine.quality.quality_report`: cell_de, distinct_tiles, max_uses,
-    #: adjacent_same.
+    #: adjacent_same (8-neighbourhood), library_used.
     quality: dict[str, float | int] = field(default_factory=dict)
     cell_offsets: NDArray[np.int16] | None = None
     #: The rules the library was too small for (:func:`app.engine.matching.raised_rules`).
@@ -185,7 +185,7 @@ def make_mosaic(
     offsets = tint_offsets(cover_means, placed_means[local], params.tint)
     mosaic = stitch(placed, local, cell_offsets=offsets, progress=partial(report, "render"))  # per strip
     timings["render"] = time.perf_counter() - t
-    quality = quality_report(cover_means, placed_means, local, offsets)
+    quality = quality_report(cover_means, placed_means, local, offsets, library_size=len(tiles))
     timings["total"] = time.perf_counter() - t0
     shifts = None if offsets is None else np.rint(offsets).astype(np.int16)  # as stitch applies them
     return MosaicResult(mosaic, grid, list(tiles.names), params, timings, quality, shifts, raised)

@@ -31,7 +31,7 @@ def test_every_quality_flag_reaches_the_engine_and_the_report_is_printed(
     assert run.returncode == 0, run.stderr
     found = re.search(
         r"quality: colour error per cell ([\d.]+) \(mean CIEDE2000\), distinct tiles used (\d+), "
-        r"most uses of one tile (\d+), neighbours with the same tile ([\d.]+) %",
+        r"most uses of one tile (\d+), neighbours with the same tile ([\d.]+) %, library used ([\d.]+) %",
         run.stdout,
     )
     assert found, run.stdout

@@ -211,7 +211,8 @@ function dpiValue() {
 // report.print (inches = pixels / dpi; 2.54 cm to the inch).
 function printSize(width, height, dpi) {
   const r1 = (x) => Math.round(x * 10) / 10;
-  return { dpi, width_in: r1(width / dpi), height_in: r1(height / dpi),
+  const r2 = (x) => Math.round(x * 100) / 100;
+  return { dpi, width_in: r2(width / dpi), height_in: r2(height / dpi),
     width_cm: r1(width / dpi * 2.54), height_cm: r1(height / dpi * 2.54) };
 }
 
@@ -388,16 +389,19 @@ async function deleteMosaic(mosaic) {
   showLibrary(await api("GET", `/api/sessions/${state.sessionId}`));
 }
 
-// What the server could not keep of the rules asked for (report.rules_raised).
-const RULE_NAMES = { unique: "Use each photo once", max_uses: "Most uses of one photo", min_distance: "No repeat within" };
+// What the server could not keep of the rules asked for (report.rules_raised): in words, with
+// how many photos keeping it would take.
+const plural = (n, word) => `${n} ${word}${Number(n) === 1 ? "" : "s"}`;
 
-function rulesText(raised) {
-  return raised.map((r) => {
-    const name = RULE_NAMES[r.rule] || r.rule;
-    const need = r.tiles_needed ? ` Keeping it needs ${Number(r.tiles_needed).toLocaleString("en")} different photos: add more tiles.` : "";
-    return `${sentence(`${name}: asked ${r.asked}, used ${r.used}; ${r.reason}`)}${need}`;
-  }).join(" ");
+function ruleText(r) {
+  const need = r.tiles_needed ? ` Keeping it needs ${Number(r.tiles_needed).toLocaleString("en")} different photos: add more tiles.` : "";
+  if (r.rule === "unique") return `"Use each photo once" could not be kept: some photos are used ${plural(r.used, "time")}.${need}`;
+  if (r.rule === "max_uses") return `"Most uses of one photo: ${r.asked}" could not be kept: some photos are used ${plural(r.used, "time")}.${need}`;
+  if (r.rule === "min_distance") return `"No repeat within ${plural(r.asked, "cell")}" could not be kept: it holds within ${plural(r.used, "cell")}.${need}`;
+  return `${sentence(`${r.rule}: asked ${r.asked}, used ${r.used}; ${r.reason}`)}${need}`;
 }
+
+function rulesText(raised) { return raised.map(ruleText).join(" "); }
 
 function statsText(mosaic) {
   const r = mosaic.report || {};
@@ -603,33 +607,8 @@ $("mosaic-form").addEventListener("submit", async (event) => {
 const zoom = { handle: null, viewerReady: false, mosaic: null, cell: null, shown: 0, busy: false };
 const PYRAMID_WAIT_MS = 10 * 60 * 1000;
 
-// The page's viewer: TesseraViewer.open(container, dziUrl, options) -> {destroy(), fullscreen()}.
-// Until a viewer script provides TesseraViewer, the page's own DeepZoomViewer stands behind it.
-if (!window.TesseraViewer) {
-  window.TesseraViewer = {
-    open(container, dziUrl, options = {}) {
-      const viewer = new DeepZoomViewer(container, { onPick: options.onPick, label: options.label });
-      window.tesseraViewer = viewer;
-      let stopped = false;
-      const firstTiles = () => new Promise((resolve) => {
-        const check = () => {
-          if (stopped || [...viewer.tiles.values()].some((t) => t.ready)) resolve();
-          else setTimeout(check, 50);
-        };
-        check();
-      });
-      viewer.open(dziUrl).then(firstTiles).then(
-        () => { if (!stopped && options.onReady) options.onReady(); },
-        (err) => { if (!stopped && options.onError) options.onError(err); },
-      );
-      return {
-        setMarker: (rect) => viewer.setMarker(rect),
-        fullscreen: () => container.requestFullscreen(),
-        destroy: () => { stopped = true; container.replaceChildren(); },
-      };
-    },
-  };
-}
+// The viewer: TesseraViewer.open(container, dziUrl, options) resolves to a view with destroy()
+// and setMarker() (static/tessera-viewer.js, on OpenSeadragon).
 
 async function apiJson(method, url, data) {
   const response = await fetch(url, { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(data) });
@@ -673,26 +652,32 @@ async function showZoom(mosaic) {
   if (ready.viewer_url) showShare(ready.viewer_url);
   const container = $("viewer");
   container.style.aspectRatio = `${ready.width} / ${ready.height}`;  // the mosaic's own shape
-  // Laid out (for its size) but not shown until the first tiles are drawn.
+  // Laid out (for its size) but not shown until its first tiles are drawn: the picture stays.
   container.hidden = false;
   container.classList.add("loading");
-  zoom.handle = TesseraViewer.open(container, ready.dzi_url, {
-    label: `Zoomable mosaic of ${ready.cover_name}`,
-    onPick: pickCell,
-    onReady: () => {
-      if (shown !== zoom.shown) return;
-      container.classList.remove("loading");
-      zoom.viewerReady = true;
-      setCompare($("compare-toggle").getAttribute("aria-pressed") === "true");
-    },
-    onError: (err) => showError("anim-error", `The zoomable view is not available: ${err.message}`),
-  });
+  let view;
+  try {
+    view = await TesseraViewer.open(container, ready.dzi_url, { onPick: pickCell, label: `Zoomable mosaic of ${ready.cover_name}` });
+  } catch (err) {
+    container.classList.remove("loading");
+    container.hidden = true;
+    throw err;
+  }
+  if (shown !== zoom.shown) { view.destroy(); return; }
+  zoom.handle = view;
+  window.tesseraViewer = view;
+  // The viewer marks the deepest level it has drawn (data-level): then it has tiles to show.
+  const deadline = Date.now() + PYRAMID_WAIT_MS;
+  while (container.dataset.level === undefined && shown === zoom.shown && Date.now() < deadline) await sleep(50);
+  if (shown !== zoom.shown) return;
+  container.classList.remove("loading");
+  zoom.viewerReady = true;
+  setCompare($("compare-toggle").getAttribute("aria-pressed") === "true");
 }
 
 $("fullscreen").addEventListener("click", () => {
   if (!zoom.handle) return;
-  const result = zoom.handle.fullscreen ? zoom.handle.fullscreen() : $("viewer").requestFullscreen();
-  if (result && result.catch) result.catch((err) => showError("anim-error", `Full screen is not available here: ${err.message}`));
+  $("viewer").requestFullscreen().catch((err) => showError("anim-error", `Full screen is not available here: ${err.message}`));
 });
 
 // A click in the viewer picks the tile a zoom animation ends in.

@@ -71,7 +71,7 @@ WATCH_FRAMES = """() => {
     const img = document.getElementById("result-image"), v = document.getElementById("viewer");
     const picture = !document.getElementById("result").hidden && img.offsetParent !== null
       && img.complete && img.naturalWidth > 0;
-    const tiles = window.tesseraViewer && [...window.tesseraViewer.tiles.values()].some((t) => t.ready);
+    const tiles = Boolean(window.tesseraViewer && window.tesseraViewer.levelsLoaded.size > 0 && v.dataset.level);
     const viewer = !v.hidden && !v.classList.contains("loading") && v.getBoundingClientRect().height > 0;
     if (picture) { w.picture += 1; w.seen = true; }
     if (viewer && tiles) w.viewer += 1;

@@ -71,7 +71,8 @@ WATCH_FRAMES = """() => {
     const img = document.getElementById("result-image"), v = document.getElementById("viewer");
     const picture = !document.getElementById("result").hidden && img.offsetParent !== null
       && img.complete && img.naturalWidth > 0;
-    const tiles = Boolean(window.tesseraViewer && window.tesseraViewer.levelsLoaded.size > 0 && v.dataset.level);
+    const view = window.tesseraViewer;
+    const tiles = Boolean(view && view.levelsLoaded.size > 0 && v.dataset.level);
     const viewer = !v.hidden && !v.classList.contains("loading") && v.getBoundingClientRect().height > 0;
     if (picture) { w.picture += 1; w.seen = true; }
     if (viewer && tiles) w.viewer += 1;
@@ -350,4 +351,37 @@ def test_print_presets_tint_preview_before_after_and_the_viewer_shape(
     page.click("#fullscreen")
     page.wait_for_function("document.fullscreenElement && document.fullscreenElement.id === 'viewer'")
     page.evaluate("document.exitFullscreen()")
+    page.close()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_rule_the_library_is_too_small_for_is_said_next_to_the_result(
+    browser: Any,  # noqa: F811
+    live_server: LiveServer,
+    corpus: Path,
+    photo_tiles: list[Path],
+    size: str,
+) -> None:
+    page = browser.new_page(viewport=SIZES[size])
+    page.goto(live_server.url + "/")
+    page.set_input_files("#tiles-input", [str(p) for p in photo_tiles[:30]])
+    page.set_input_files("#cover-input", str(corpus / "covers" / "mate-Dune.jpg"))
+    page.fill("#cols", "20")
+    page.fill("#tile_size", "16")
+    page.click("details.advanced summary")
+    page.check("#unique")
+    page.click("#make-button")
+    page.wait_for_selector("#rules-note:not([hidden])", timeout=90_000)
+    status_url = (page.get_attribute("#result-image", "src") or "").removesuffix("/image")
+    raised = httpx.get(live_server.url + status_url).json()["report"]["rules_raised"]
+    assert [r["rule"] for r in raised] == ["unique"]
+    note = page.text_content("#rules-note") or ""
+    assert '"Use each photo once" could not be kept' in note, note
+    assert f"needs {raised[0]['tiles_needed']:,} different photos" in note and raised[0]["tiles_needed"] > 30
+    note_box, result_box = (
+        page.locator("#rules-note").bounding_box(),
+        page.locator("#result-stats").bounding_box(),
+    )
+    assert note_box is not None and result_box is not None and note_box["y"] < result_box["y"]  # beside it
+    assert serious_violations(page) == []
     page.close()

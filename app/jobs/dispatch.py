@@ -52,7 +52,9 @@ Run = Callable[[str, str], None]  # (kind, record id)
 # The function a job process runs: (settings, kind, record id, connection to the dispatcher).
 # A module-level function, so the fork server can import it by name.
 ProcessEntry = Callable[[Settings, str, str, multiprocessing.connection.Connection], None]
-_PRELOAD = ["app.jobs.services", "app.engine"]  # imported once in the fork server
+# Imported once in the fork server, so no job process pays for them (scikit-learn alone takes
+# 0.5-1 s to import on an idle machine).
+_PRELOAD = ["app.jobs.services", "app.engine", "app.engine.pyramid", "app.engine.animate", "sklearn.neighbors"]
 
 
 class Dispatcher(Protocol):
@@ -247,17 +249,22 @@ def kill_group(pid: int) -> None:
 
 def job_process_started(conn: multiprocessing.connection.Connection) -> None:
     """Call first in a job process: lead a process group of its own (so a cancel kills its
-    children too), and die with its dispatcher (the pipe to it closes when the server dies)."""
+    children too), and die with its dispatcher. A forked watcher (not a thread: the job's
+    decode pools may then still fork) kills the group when the pipe to the dispatcher closes,
+    and leaves when the job process has ended."""
     os.setpgid(0, 0)
-
-    def watch() -> None:
-        try:
-            while True:
-                conn.recv()  # the dispatcher sends nothing: this returns when it is gone
-        except (EOFError, OSError):
-            os.killpg(0, signal.SIGKILL)
-
-    threading.Thread(target=watch, name="dispatcher-watch", daemon=True).start()
+    job = os.getpid()
+    if os.fork() != 0:
+        return
+    try:  # the watcher
+        while os.getppid() == job:
+            if conn.poll(1.0):  # the dispatcher sends nothing: readable means it is gone
+                try:
+                    conn.recv()
+                except (EOFError, OSError):
+                    os.killpg(job, signal.SIGKILL)
+    finally:
+        os._exit(0)
 
 
 class ForwardingDispatcher:

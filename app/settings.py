@@ -27,6 +27,13 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(2, ge=1, le=64, description="background jobs (index builds, renders) at once")
+    job_processes: bool = Field(
+        True, description="run each background job in its own process (false: threads of the web process)"
+    )
+    cache_dir: Path | None = Field(
+        None,
+        description="tile cache of `tessera make` (unset: $XDG_CACHE_HOME/tessera, else ~/.cache/tessera)",
+    )
     decode_threads: int | None = Field(None, ge=1, le=256, description="decoding threads per job")
     thumb_size: int = Field(64, ge=8, le=512, description="stored tile size; larger tiles re-decode")
     max_file_bytes: int = Field(50 * _MB, ge=1024, description="largest single upload")

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     session_ttl_hours: float = Field(24.0, gt=0, description="sessions unused this long are removed")
     sweep_interval_seconds: float = Field(300.0, gt=0, description="how often expired sessions are swept")
     library_cache_sessions: int = Field(4, ge=1, description="session tile libraries kept in memory")
+    zoom_cache_mb: int = Field(
+        256,
+        ge=8,
+        description="memory for decoded photos of zoom levels below the render (and 1/4 more for tiles)",
+    )
 
     # Scaling past one machine: a broker switches jobs to Celery workers and records to Redis;
     # S3 settings switch shared files to an object store (the data folder becomes a local cache).

@@ -39,6 +39,7 @@ class MosaicOptions(BaseModel):
     unique: bool = _option_field(OPTIONS["unique"])
     tint: float = _option_field(OPTIONS["tint"])
     dpi: int = _option_field(OPTIONS["dpi"])
+    zoom_tile_size: int = _option_field(OPTIONS["zoom_tile_size"])
 
     @field_validator("max_uses", mode="before")
     @classmethod

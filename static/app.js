@@ -277,7 +277,7 @@ const STAGES = { tiles: "Preparing tiles", cover: "Reading the cover", match: "M
 async function makeMosaic() {
   const form = new FormData();
   form.append("cover", state.cover, state.cover.name);
-  for (const id of ["cols", "tile_size", "format", "color_space", "cell_grid", "aspect", "tint", "max_uses", "min_distance", "dpi"]) {
+  for (const id of ["cols", "tile_size", "format", "color_space", "cell_grid", "aspect", "tint", "max_uses", "min_distance", "dpi", "zoom_tile_size"]) {
     form.append(id, $(id).value);
   }
   form.append("unique", $("unique").checked ? "true" : "false");

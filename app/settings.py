@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.engine.options import COLS, MAX_OUTPUT_PIXELS
+from app.engine.render import MAX_TIFF_PIXELS
 
 _MB = 1024 * 1024
 
@@ -39,6 +40,10 @@ class Settings(BaseSettings):
     max_output_pixels: int = Field(
         MAX_OUTPUT_PIXELS, ge=1, description="largest mosaic, in pixels (default: the engine's limit)"
     )
+    max_tiff_pixels: int = Field(
+        MAX_TIFF_PIXELS, ge=1, description="largest TIFF print file, in pixels (streamed, so larger "
+        "than the other formats' limit)",
+    )  # fmt: skip
     max_cols: int | None = Field(
         None, ge=1, le=COLS.maximum,
         description="a lower cap on a mosaic's cols than the engine's; more is refused with a 422 naming "

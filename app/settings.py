@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.engine.options import COLS, MAX_OUTPUT_PIXELS
+from app.engine.render import MAX_TIFF_PIXELS
 
 _MB = 1024 * 1024
 
@@ -54,6 +55,10 @@ class Settings(BaseSettings):
     max_output_pixels: int = Field(
         MAX_OUTPUT_PIXELS, ge=1, description="largest mosaic, in pixels (default: the engine's limit)"
     )
+    max_tiff_pixels: int = Field(
+        MAX_TIFF_PIXELS, ge=1, description="largest TIFF print file, in pixels (streamed, so larger "
+        "than the other formats' limit)",
+    )  # fmt: skip
     max_cols: int | None = Field(
         None, ge=1, le=COLS.maximum,
         description="a lower cap on a mosaic's cols than the engine's; more is refused with a 422 naming "
@@ -69,6 +74,11 @@ class Settings(BaseSettings):
         description="who may show our pages in a frame: the CSP frame-ancestors value ('none', or origins)",
     )  # fmt: skip
     library_cache_sessions: int = Field(4, ge=1, description="session tile libraries kept in memory")
+    zoom_cache_mb: int = Field(
+        256,
+        ge=8,
+        description="memory for decoded photos of zoom levels below the render (and 1/4 more for tiles)",
+    )
 
     # Scaling past one machine: a broker switches jobs to Celery workers and records to Redis;
     # S3 settings switch shared files to an object store (the data folder becomes a local cache).

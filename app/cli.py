@@ -30,8 +30,8 @@ from app.engine.animate import KINDS, VIDEO_FORMATS, AnimationSpec, Kind, make_a
 from app.engine.mosaic import MosaicResult, write_mosaic
 from app.engine.options import MAX_OUTPUT_PIXELS
 from app.engine.pyramid import GridSource, write_pyramid
-from app.engine.tile_cache import CacheUse, TileCache, default_cache_dir, load_tiles
 from app.engine.render import MAX_TIFF_PIXELS
+from app.engine.tile_cache import CacheUse, TileCache, default_cache_dir, load_tiles
 
 log = logging.getLogger(__name__)
 _SHOWN_REJECTIONS = 20

@@ -214,9 +214,7 @@ def make_mosaic(
     timings["total"] = time.perf_counter() - t0
     shifts = None if offsets is None else np.rint(offsets).astype(np.int16)  # as stitch applies them
     streamed = (None, None) if stitched else (placed, local)  # only kept when they are needed
-    return MosaicResult(
-        mosaic, grid, list(tiles.names), params, timings, quality, shifts, raised, *streamed
-    )
+    return MosaicResult(mosaic, grid, list(tiles.names), params, timings, quality, shifts, raised, *streamed)
 
 
 def write_mosaic(

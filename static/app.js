@@ -406,12 +406,9 @@ function rulesText(raised) { return raised.map(ruleText).join(" "); }
 function statsText(mosaic) {
   const r = mosaic.report || {};
   const seconds = (mosaic.timings && mosaic.timings.job) || 0;
-  const dpi = (mosaic.params && mosaic.params.dpi) || DEFAULT_DPI;
-  const print = r.print || printSize(mosaic.width, mosaic.height, dpi);
   const parts = [
     `${mosaic.width} × ${mosaic.height} px`,
     `${mosaic.cols} × ${mosaic.rows} tiles`,
-    `prints at ${printText(print)}`,
     `${r.distinct_tiles} different photos used`,
     formatMB(r.bytes || 0),
     `made in ${seconds.toFixed(1)} s on the server`,
@@ -430,7 +427,8 @@ function closeResult() {
 
 function showResult(mosaic, { scroll = true } = {}) {
   const img = $("result-image");
-  img.src = mosaic.image_url;
+  // a browser cannot show a TIFF: the zoomable view replaces the picture once its pyramid is ready
+  if (mosaic.format === "tiff") img.removeAttribute("src"); else img.src = mosaic.image_url;
   img.alt = `Mosaic of ${mosaic.cover_name}, ${mosaic.cols} × ${mosaic.rows} tiles`;
   $("result-link").href = mosaic.image_url;
   const download = $("download");
@@ -445,6 +443,10 @@ function showResult(mosaic, { scroll = true } = {}) {
   cover.alt = `The cover picture, ${mosaic.cover_name}`;
   $("compare-slider").value = "50";
   $("compare-toggle").hidden = !mosaic.cover_url;
+  // the print size beside the download: the server's report.print, else the same formula here
+  const dpi = (mosaic.params && mosaic.params.dpi) || DEFAULT_DPI;
+  const print = (mosaic.report && mosaic.report.print) || printSize(mosaic.width, mosaic.height, dpi);
+  $("print-size").textContent = `Prints at ${printText(print)}`;
   $("result").hidden = false;
   history.replaceState(null, "", `/s/${state.sessionId}#${mosaic.id}`);
   if (scroll) $("result").scrollIntoView({ behavior: "smooth", block: "start" });
@@ -522,7 +524,7 @@ async function waitForLibrary() {
 }
 
 const STAGES = { tiles: "Preparing tiles", cover: "Reading the cover", match: "Matching tiles", render: "Stitching", encode: "Saving the image" };
-const FORM_FIELDS = ["cols", "tile_size", "format", "color_space", "cell_grid", "aspect", "tint", "max_uses", "min_distance", "dpi"];
+const FORM_FIELDS = ["cols", "tile_size", "format", "color_space", "cell_grid", "aspect", "tint", "max_uses", "min_distance", "dpi", "zoom_tile_size"];
 
 async function makeMosaic() {
   const form = new FormData();

@@ -149,7 +149,7 @@ def test_keyboard_alone_makes_a_mosaic_with_honest_progress_and_axe_finds_nothin
     cdp.send("Network.emulateNetworkConditions", throttle)
     tab_to(page, "#make-button")
     page.keyboard.press("Enter")
-    page.wait_for_function(f"{UPLOADING}.test(document.getElementById('progress-label').textContent)")
+    page.wait_for_function(f"() => {UPLOADING}.test(document.getElementById('progress-label').textContent)")
     assert serious_violations(page) == [], "during progress"
     seen, totals = set(), set()
     for _ in range(40):
@@ -245,7 +245,7 @@ def test_reload_is_a_saved_project_and_the_gallery_opens_and_deletes(
     assert folder.exists()
     page.on("dialog", lambda d: d.accept())
     page.click(f"#gallery li[data-mosaic='{older['id']}'] .delete")
-    page.wait_for_function("document.querySelectorAll('#gallery li').length === 1")
+    page.wait_for_function("() => document.querySelectorAll('#gallery li').length === 1")
     assert page.is_hidden("#result")
     assert httpx.get(live_server.url + older["status_url"]).status_code == 404
     assert not folder.exists()
@@ -267,7 +267,9 @@ def test_print_presets_tint_preview_before_after_and_the_viewer_shape(
     cover = corpus / "covers" / "mate-Dune.jpg"
     cover_image = read_image(cover, "RGB")
     page.set_input_files("#cover-input", str(cover))
-    page.wait_for_function(r"/tiles, \d+ × \d+ px/.test(document.getElementById('size-hint').textContent)")
+    page.wait_for_function(
+        r"() => /tiles, \d+ × \d+ px/.test(document.getElementById('size-hint').textContent)"
+    )
 
     # Presets set columns and tile size for the print, in the cover's orientation, at 300 dpi.
     landscape = cover_image.width > cover_image.height
@@ -349,7 +351,7 @@ def test_print_presets_tint_preview_before_after_and_the_viewer_shape(
 
     # Full screen, from a real button.
     page.click("#fullscreen")
-    page.wait_for_function("document.fullscreenElement && document.fullscreenElement.id === 'viewer'")
+    page.wait_for_function("() => document.fullscreenElement && document.fullscreenElement.id === 'viewer'")
     page.evaluate("document.exitFullscreen()")
     page.close()
 

@@ -65,3 +65,9 @@ def session_page(
     if services.records.session(session_id) is None:
         raise ApiError(404, f"no session {session_id}", field="session_id")
     return _page(request, services, session_id)
+
+
+@router.get("/docs", response_class=HTMLResponse)
+def docs(request: Request) -> HTMLResponse:
+    """The API's Swagger UI, from the pinned copy in static/swagger-ui/ (works offline)."""
+    return TEMPLATES.TemplateResponse(request, "docs.html", {"openapi_url": request.app.openapi_url})

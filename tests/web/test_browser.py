@@ -123,6 +123,8 @@ def test_viewer_zooms_into_deeper_tiles_picks_a_cell_and_animates(
     page.set_input_files("#cover-input", str(corpus / "covers" / "mate-LadyBird.jpg"))
     page.fill("#cols", "60")
     page.fill("#tile_size", "32")  # 1920 x 1184 px: levels 0..11
+    page.click("details.advanced summary")
+    page.fill("#zoom_tile_size", "32")  # the pyramid at the render's size (the default, 256, goes deeper)
     page.click("#make-button")
     page.wait_for_selector("#viewer:not([hidden]):not(.loading)", timeout=90_000)
     page.wait_for_function("() => window.tesseraViewer && window.tesseraViewer.layout", timeout=30_000)
@@ -133,7 +135,7 @@ def test_viewer_zooms_into_deeper_tiles_picks_a_cell_and_animates(
     assert not any("_files/11/" in url for url in loaded)  # only what the view needs
 
     page.wait_for_timeout(800)  # the page scrolls smoothly to the result
-    page.locator("#viewer").scroll_into_view_if_needed()
+    page.locator("#viewer").evaluate("(el) => el.scrollIntoView({ block: 'center' })")  # all of it in view
     box = page.locator("#viewer").bounding_box()
     assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 900
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
@@ -146,8 +148,10 @@ def test_viewer_zooms_into_deeper_tiles_picks_a_cell_and_animates(
     assert deep and len(set(deep)) < 40  # the tiles in view of the deepest level, not all 8 x 5
 
     # A click picks the cell under the pointer for the zoom animation.
-    point = page.evaluate(f"window.tesseraViewer.toImage({box['width'] / 2}, {box['height'] / 2})")
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    # (off the middle: with an even number of columns the middle is a cell boundary)
+    px, py = round(box["width"] / 2) + 7, round(box["height"] / 2) + 7
+    point = page.evaluate(f"window.tesseraViewer.toImage({px}, {py})")
+    page.mouse.click(box["x"] + px, box["y"] + py)
     expected = f"column {int(point['x'] // 32) + 1}, row {int(point['y'] // 32) + 1}"
     assert page.input_value("#anim-cell") == expected
 

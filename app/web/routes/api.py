@@ -18,12 +18,13 @@ from app.storage import FileTooLarge, write_stream_atomically
 from app.web.deps import MosaicDep, ServicesDep, SessionDep
 from app.web.errors import ApiError
 from app.web.files import stored_file_response
+from app.web.forms import LimitedRoute
 from app.web.schemas import MosaicOptions, MosaicOut, Progress, PyramidOut, RejectedFile, SessionOut
 
 # Every handler here is a plain ``def``: FastAPI runs it in its thread pool, so the records
 # (SQLite, Redis), the files and the object store are never called from the event loop. The
 # uploads are spooled before a handler starts, and read from its thread.
-router = APIRouter(prefix="/api", tags=["mosaics"])
+router = APIRouter(route_class=LimitedRoute, prefix="/api", tags=["mosaics"])
 
 TilesField = Annotated[list[UploadFile], File(description="tile images, or .zip archives of them")]
 CoverField = Annotated[UploadFile, File(description="the picture to re-create")]

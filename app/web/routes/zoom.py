@@ -35,11 +35,14 @@ from app.jobs.zoom_records import AnimationRecord, PyramidRecord
 from app.web.deps import AnimationDep, MosaicDep, ServicesDep, SharedDep
 from app.web.errors import ApiError
 from app.web.files import IMMUTABLE, stored_file_response
+from app.web.forms import LimitedRoute
 from app.web.routes.api import download_name
 from app.web.routes.pages import TEMPLATES
 from app.web.schemas import AnimationOptions, AnimationOut, Progress
 
-router = APIRouter(prefix="/api/sessions/{session_id}/mosaics/{mosaic_id}", tags=["zoom"])
+router = APIRouter(
+    route_class=LimitedRoute, prefix="/api/sessions/{session_id}/mosaics/{mosaic_id}", tags=["zoom"]
+)
 share_router = APIRouter(prefix="/v/{token}", include_in_schema=False)
 
 Level = Annotated[int, PathParam(ge=0, le=40)]

@@ -1,13 +1,13 @@
-// The share viewer (/v/{token}): the mosaic's title and pyramid come from data attributes, so no
-// page data is ever written into a script.
+// The share link's page: the mosaic alone in the Deep Zoom viewer (static/tessera-viewer.js).
+"use strict";
+
 (function () {
-  "use strict";
-  const data = document.body.dataset;
-  const viewer = new DeepZoomViewer(document.getElementById("viewer"), { label: "Mosaic of " + data.title });
-  viewer.open(data.dzi).catch(function (err) {
-    const box = document.getElementById("viewer-error");
-    box.textContent = "The zoomable mosaic cannot be shown: " + err.message;
-    box.hidden = false;
-  });
-  window.tesseraViewer = viewer;
+  const body = document.body;
+  TesseraViewer.open(document.getElementById("viewer"), body.dataset.dzi, { label: `Mosaic of ${body.dataset.title}` })
+    .then((view) => { window.tesseraViewer = view; })
+    .catch((err) => {
+      const box = document.getElementById("viewer-error");
+      box.textContent = "The zoomable mosaic cannot be shown: " + err.message;
+      box.hidden = false;
+    });
 })();

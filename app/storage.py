@@ -269,6 +269,17 @@ def is_zip(path: Path) -> bool:
         return fh.read(4) == b"PK\x03\x04"
 
 
+#: The longest file name kept (the end of a longer one: where its extension is).
+MAX_NAME_CHARS = 200
+
+
+def display_name(name: str) -> str:
+    """A client's file name (an upload's, or an archive member's with its archive's), only ever
+    shown back, never a path: printable and at most :data:`MAX_NAME_CHARS` characters."""
+    cleaned = "".join(c for c in name if c.isprintable())
+    return cleaned[-MAX_NAME_CHARS:] or "file"
+
+
 def extract_zip(
     archive: Path, dest: Path, *, label: str, limits: ArchiveLimits
 ) -> tuple[list[tuple[str, Path]], list[tuple[str, str]]]:
@@ -292,12 +303,13 @@ def extract_zip(
     with zf:
         members = [m for m in zf.infolist() if not m.is_dir()]
         for number, member in enumerate(members, start=1):
-            name = f"{label}/{member.filename}"
+            name = display_name(f"{label}/{member.filename}")
             if Path(member.filename).name.startswith(".") or "__MACOSX/" in member.filename:
                 continue  # resource forks and hidden files: not photos
-            if number > limits.max_members:
-                rejected.append((name, f"archive has more than {limits.max_members} files"))
-                continue
+            if number > limits.max_members:  # one line for all the rest, not one each
+                rejected.append((display_name(label), f"archive has more than {limits.max_members} files: "
+                                 f"{len(members) - limits.max_members} were not unpacked"))  # fmt: skip
+                break
             if member.flag_bits & 0x1:
                 rejected.append((name, "encrypted archive member"))
                 continue

@@ -7,7 +7,6 @@ from __future__ import annotations
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-
 #: The one stylesheet the vendored OpenSeadragon writes into the page itself (its touch-screen
 #: focus rule, static/vendor/openseadragon/openseadragon.min.js), allowed by its hash, not by
 #: 'unsafe-inline'. A new OpenSeadragon version with another rule shows as a CSP console error.

@@ -21,6 +21,9 @@ ARGS = [
 ]  # fmt: skip
 
 
+#: Pages here pass ``bypass_csp=True``: Playwright's ``wait_for_function`` evaluates its predicate
+#: from a string, which the app's Content-Security-Policy (no eval) blocks. The page under the
+#: policy itself is checked by tests/web/test_hardening.py.
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
@@ -38,7 +41,7 @@ def browser() -> Iterator[object]:
 def test_upload_make_download_and_reload(
     browser: object, live_server: LiveServer, corpus: Path, photo_tiles: list[Path], tmp_path: Path
 ) -> None:
-    page = browser.new_page(accept_downloads=True)  # type: ignore[attr-defined]
+    page = browser.new_page(bypass_csp=True, accept_downloads=True)  # type: ignore[attr-defined]
     page.goto(live_server.url + "/")
     page.set_input_files("#tiles-input", [str(p) for p in photo_tiles[:80]])
     assert "80 files picked" in page.text_content("#tiles-picked")
@@ -79,7 +82,7 @@ def test_upload_make_download_and_reload(
 
 
 def test_errors_appear_next_to_their_inputs(browser: object, live_server: LiveServer, corpus: Path) -> None:
-    page = browser.new_page()  # type: ignore[attr-defined]
+    page = browser.new_page(bypass_csp=True)  # type: ignore[attr-defined]
     page.goto(live_server.url + "/")
     page.click("#make-button")
     assert page.is_visible("#tiles-error") and page.is_visible("#cover-error")
@@ -104,7 +107,7 @@ def test_errors_appear_next_to_their_inputs(browser: object, live_server: LiveSe
 
 
 def test_page_fits_a_phone(browser: object, live_server: LiveServer) -> None:
-    page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)  # type: ignore[attr-defined]
+    page = browser.new_page(bypass_csp=True, viewport={"width": 390, "height": 844}, device_scale_factor=2)  # type: ignore[attr-defined]
     page.goto(live_server.url + "/")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     button = page.locator("#make-button").bounding_box()
@@ -115,7 +118,7 @@ def test_page_fits_a_phone(browser: object, live_server: LiveServer) -> None:
 def test_viewer_zooms_into_deeper_tiles_picks_a_cell_and_animates(
     browser: object, live_server: LiveServer, corpus: Path, photo_tiles: list[Path]
 ) -> None:
-    page = browser.new_page(viewport={"width": 1100, "height": 900})  # type: ignore[attr-defined]
+    page = browser.new_page(bypass_csp=True, viewport={"width": 1100, "height": 900})  # type: ignore[attr-defined]
     loaded: list[str] = []
     page.on("response", lambda r: loaded.append(r.url) if "_files/" in r.url and r.status == 200 else None)
     page.goto(live_server.url + "/")
@@ -163,7 +166,7 @@ def test_viewer_zooms_into_deeper_tiles_picks_a_cell_and_animates(
     # The share link opens the viewer alone, with no session id in it.
     share = page.get_attribute("#share-link", "href")
     assert share and "/v/" in share and page.url.rsplit("/", 1)[-1] not in share
-    viewer = browser.new_page()  # type: ignore[attr-defined]
+    viewer = browser.new_page(bypass_csp=True)  # type: ignore[attr-defined]
     shared: list[str] = []
     viewer.on("response", lambda r: shared.append(r.url) if "/mosaic_files/" in r.url and r.ok else None)
     viewer.goto(share)
@@ -200,7 +203,7 @@ def test_share_viewer_has_fullscreen_navigator_keyboard_and_destroy(
     browser: object, live_server: LiveServer, corpus: Path, photo_tiles: list[Path]
 ) -> None:
     mosaic = ready_mosaic(live_server, corpus, photo_tiles)
-    page = browser.new_page(viewport={"width": 1000, "height": 800})  # type: ignore[attr-defined]
+    page = browser.new_page(bypass_csp=True, viewport={"width": 1000, "height": 800})  # type: ignore[attr-defined]
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("response", lambda r: errors.append(r.url) if r.status >= 400 else None)
@@ -239,7 +242,11 @@ def test_share_viewer_pinch_zooms_on_a_phone(
     mosaic = ready_mosaic(live_server, corpus, photo_tiles)
 
     context = browser.new_context(  # type: ignore[attr-defined]
-        viewport={"width": 390, "height": 844}, device_scale_factor=2, has_touch=True, is_mobile=True
+        bypass_csp=True,
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=2,
+        has_touch=True,
+        is_mobile=True,
     )
     page = context.new_page()
     page.goto(live_server.url + mosaic["viewer_url"])

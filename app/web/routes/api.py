@@ -14,7 +14,7 @@ from app.engine.render import FILE_EXTENSIONS, MEDIA_TYPES, check_output_size
 from app.jobs.records import MosaicRecord, SessionRecord
 from app.jobs.services import Services
 from app.jobs.zoom_records import PyramidRecord
-from app.storage import FileTooLarge, write_stream_atomically
+from app.storage import FileTooLarge, display_name, write_stream_atomically
 from app.web.deps import MosaicDep, ServicesDep, SessionDep
 from app.web.errors import ApiError
 from app.web.files import stored_file_response
@@ -168,7 +168,7 @@ def _store_tiles(services: Services, session_id: str, tiles: list[UploadFile]) -
         )  # fmt: skip
     services.records.update_session(session_id, total=existing + len(files))
     for number, upload in enumerate(files, start=1):
-        name = _display_name(upload.filename or f"file-{number}")
+        name = display_name(upload.filename or f"file-{number}")
         try:
             services.libraries.add_upload(session_id, name, upload.file, max_bytes=settings.max_file_bytes)
         except FileTooLarge as exc:
@@ -188,7 +188,7 @@ def _new_mosaic(
     params = options.engine_params(max_output_pixels=settings.max_output_pixels)
     mosaic_id = new_id()
     folder = services.storage.mosaic_dir(session_id, mosaic_id)
-    name = _display_name(cover.filename or "cover")
+    name = display_name(cover.filename or "cover")
     _check_disk(services)
     try:
         suffix = (name.rsplit(".", 1)[-1].lower() if "." in name else "img")[:5]
@@ -214,12 +214,6 @@ def _new_mosaic(
     return services.records.create_mosaic(
         mosaic_id, session_id, params=stored, fmt=options.format, cover_name=name
     )
-
-
-def _display_name(name: str) -> str:
-    """A client's file name, only ever shown back (never a path): printable and bounded."""
-    cleaned = "".join(c for c in name if c.isprintable())
-    return cleaned[-200:] or "file"
 
 
 def _check_disk(services: Services) -> None:

@@ -82,9 +82,12 @@ def main() -> None:
             before = _hwm_mb(proc.pid)
             boundary = "b0undary"
             part = 300 * 1024 * 1024
-            head = (f"POST /api/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
-                    f"boundary={boundary}\r\nContent-Length: {part + 200}\r\n\r\n--{boundary}\r\n"
-                    "Content-Disposition: form-data; name=tiles; filename=huge.png\r\n\r\n").encode()  # fmt: skip
+            head = (
+                "POST /api/sessions HTTP/1.1\r\nHost: x\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                f"Content-Length: {part + 200}\r\n\r\n--{boundary}\r\n"
+                "Content-Disposition: form-data; name=tiles; filename=huge.png\r\n\r\n"
+            ).encode()
             sent = _send_until_refused(port, head, b"\0" * 262144, part)
             note = f"{sent / 1048576:.0f} MB sent before the answer (was: 300 MB spooled, then 413)"
             print(f"{'300 MB file part (file limit 50 MiB)':<52} {_hwm_mb(proc.pid) - before:>9.0f}  {note}")

@@ -15,6 +15,7 @@ from app.jobs.records import MosaicRecord, SessionRecord
 from app.jobs.services import Services
 from app.jobs.zoom_records import PyramidRecord
 from app.storage import FileTooLarge, display_name, write_stream_atomically
+from app.web.budgets import check_session_jobs
 from app.web.deps import MosaicDep, ServicesDep, SessionDep
 from app.web.errors import ApiError
 from app.web.files import stored_file_response
@@ -93,6 +94,7 @@ def create_mosaic(
         if session.state == "failed":
             detail = f"the tile library failed: {session.error}"
         raise ApiError(409, detail, field="session_id")
+    check_session_jobs(services, session.id)
     record = _new_mosaic(services, session.id, cover, options)
     background.add_task(services.jobs.submit_render, record.id)
     return mosaic_out(record, None)

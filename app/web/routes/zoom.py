@@ -32,6 +32,7 @@ from app.jobs.records import MosaicRecord
 from app.jobs.services import Services
 from app.jobs.zoom_jobs import PYRAMID_NAME
 from app.jobs.zoom_records import AnimationRecord, PyramidRecord
+from app.web.budgets import check_animation_budget, check_session_jobs
 from app.web.deps import AnimationDep, MosaicDep, ServicesDep, SharedDep
 from app.web.errors import ApiError
 from app.web.files import IMMUTABLE, stored_file_response
@@ -126,6 +127,8 @@ def create_animation(mosaic: MosaicDep, options: AnimationOptions, services: Ser
         raise ApiError(409, f"the mosaic is {mosaic.state}, not ready", field="mosaic_id")
     values = options.model_dump()
     spec = AnimationSpec(fmt=values.pop("format"), **values)
+    check_animation_budget(services.settings, spec)
+    check_session_jobs(services, mosaic.session_id)
     return animation_out(services.zoom.create_animation(mosaic, spec))
 
 

@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         },
     )
     app.state.services = services
+    app.state.max_file_bytes = settings.max_file_bytes  # read on the event loop by app.web.forms
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(
         SecurityHeaders,

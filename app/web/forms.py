@@ -67,7 +67,7 @@ class LimitedRequest(Request):
         if self._form is None and self.headers.get("content-type", "").startswith("multipart/form-data"):
             parser = LimitedMultiPartParser(
                 self.headers, self.stream(), max_files=max_files, max_fields=max_fields,
-                max_part_size=max_part_size, max_file_bytes=self.app.state.services.settings.max_file_bytes,
+                max_part_size=max_part_size, max_file_bytes=self.app.state.max_file_bytes,
             )  # fmt: skip
             try:
                 self._form = await parser.parse()

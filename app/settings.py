@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.engine.options import COLS, MAX_OUTPUT_PIXELS
+from app.engine.render import MAX_TIFF_PIXELS
 
 _MB = 1024 * 1024
 
@@ -35,6 +36,13 @@ class Settings(BaseSettings):
         64 * 1024, ge=4096, le=16 * _MB, description="largest request line plus headers; larger is refused"
     )
     workers: int = Field(2, ge=1, le=64, description="background jobs (index builds, renders) at once")
+    job_processes: bool = Field(
+        True, description="run each background job in its own process (false: threads of the web process)"
+    )
+    cache_dir: Path | None = Field(
+        None,
+        description="tile cache of `tessera make` (unset: $XDG_CACHE_HOME/tessera, else ~/.cache/tessera)",
+    )
     decode_threads: int | None = Field(None, ge=1, le=256, description="decoding threads per job")
     thumb_size: int = Field(64, ge=8, le=512, description="stored tile size; larger tiles re-decode")
     max_file_bytes: int = Field(50 * _MB, ge=1024, description="largest single upload")
@@ -47,6 +55,10 @@ class Settings(BaseSettings):
     max_output_pixels: int = Field(
         MAX_OUTPUT_PIXELS, ge=1, description="largest mosaic, in pixels (default: the engine's limit)"
     )
+    max_tiff_pixels: int = Field(
+        MAX_TIFF_PIXELS, ge=1, description="largest TIFF print file, in pixels (streamed, so larger "
+        "than the other formats' limit)",
+    )  # fmt: skip
     max_cols: int | None = Field(
         None, ge=1, le=COLS.maximum,
         description="a lower cap on a mosaic's cols than the engine's; more is refused with a 422 naming "
@@ -66,6 +78,11 @@ class Settings(BaseSettings):
         description="who may show our pages in a frame: the CSP frame-ancestors value ('none', or origins)",
     )  # fmt: skip
     library_cache_sessions: int = Field(4, ge=1, description="session tile libraries kept in memory")
+    zoom_cache_mb: int = Field(
+        256,
+        ge=8,
+        description="memory for decoded photos of zoom levels below the render (and 1/4 more for tiles)",
+    )
 
     # Scaling past one machine: a broker switches jobs to Celery workers and records to Redis;
     # S3 settings switch shared files to an object store (the data folder becomes a local cache).

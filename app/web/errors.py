@@ -42,6 +42,16 @@ class ApiError(Exception):
         self.field = field
 
 
+class PartTooLarge(StarletteHTTPException):
+    """A file part passed the file limit while it streamed in. An ``HTTPException``, so FastAPI
+    lets it out of its form parsing unchanged; rendered like :class:`ApiError`."""
+
+    def __init__(self, detail: str, *, file: str, field: str) -> None:
+        super().__init__(413, detail)
+        self.file = file
+        self.field = field
+
+
 def error_body(detail: str, *, file: str | None = None, field: str | None = None) -> dict[str, str | None]:
     return {"detail": detail, "file": file, "field": field}
 
@@ -134,6 +144,8 @@ def install_error_handlers(app: FastAPI) -> None:
             return missing_page(request, 404)
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         status = exc.status_code
+        if isinstance(exc, PartTooLarge):
+            return _json(status, detail, file=exc.file, field=exc.field)
         if status in _STATUS_TEXT and detail in _STARLETTE_DEFAULTS:
             detail = _STATUS_TEXT[status]
         if status == 400 and detail.startswith("Too many files"):  # Starlette's multipart file cap

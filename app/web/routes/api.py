@@ -16,16 +16,18 @@ from app.engine.render import FILE_EXTENSIONS, MEDIA_TYPES, check_output_size
 from app.jobs.records import MosaicRecord, SessionRecord
 from app.jobs.services import Services
 from app.jobs.zoom_records import PyramidRecord
-from app.storage import FileTooLarge, write_stream_atomically
+from app.storage import FileTooLarge, display_name, write_stream_atomically
+from app.web.budgets import check_session_jobs
 from app.web.deps import MosaicDep, ServicesDep, SessionDep
 from app.web.errors import ApiError
 from app.web.files import stored_file_response
+from app.web.forms import LimitedRoute
 from app.web.schemas import MosaicOptions, MosaicOut, Progress, PyramidOut, RejectedFile, SessionOut
 
 # Every handler here is a plain ``def``: FastAPI runs it in its thread pool, so the records
 # (SQLite, Redis), the files and the object store are never called from the event loop. The
 # uploads are spooled before a handler starts, and read from its thread.
-router = APIRouter(prefix="/api", tags=["mosaics"])
+router = APIRouter(route_class=LimitedRoute, prefix="/api", tags=["mosaics"])
 
 TilesField = Annotated[list[UploadFile], File(description="tile images, or .zip archives of them")]
 CoverField = Annotated[UploadFile, File(description="the picture to re-create")]
@@ -94,6 +96,7 @@ def create_mosaic(
         if session.state == "failed":
             detail = f"the tile library failed: {session.error}"
         raise ApiError(409, detail, field="session_id")
+    check_session_jobs(services, session.id)
     record = _new_mosaic(services, session.id, cover, options)
     background.add_task(services.jobs.submit_render, record.id)
     return mosaic_out(record, None)
@@ -191,7 +194,7 @@ def _store_tiles(services: Services, session_id: str, tiles: list[UploadFile]) -
         )  # fmt: skip
     services.records.update_session(session_id, total=existing + len(files))
     for number, upload in enumerate(files, start=1):
-        name = _display_name(upload.filename or f"file-{number}")
+        name = display_name(upload.filename or f"file-{number}")
         try:
             services.libraries.add_upload(session_id, name, upload.file, max_bytes=settings.max_file_bytes)
         except FileTooLarge as exc:
@@ -212,7 +215,7 @@ def _new_mosaic(
     params = options.engine_params(max_output_pixels=max_pixels)
     mosaic_id = new_id()
     folder = services.storage.mosaic_dir(session_id, mosaic_id)
-    name = _display_name(cover.filename or "cover")
+    name = display_name(cover.filename or "cover")
     _check_disk(services)
     try:
         path = _cover_path(folder, name)
@@ -243,12 +246,6 @@ def _cover_path(folder: Path, name: str) -> Path:
     """Where a mosaic's cover is kept: ``cover.<the client's suffix>`` in the mosaic's folder."""
     suffix = (name.rsplit(".", 1)[-1].lower() if "." in name else "img")[:5]
     return folder / f"cover.{suffix if suffix.isalnum() else 'img'}"
-
-
-def _display_name(name: str) -> str:
-    """A client's file name, only ever shown back (never a path): printable and bounded."""
-    cleaned = "".join(c for c in name if c.isprintable())
-    return cleaned[-200:] or "file"
 
 
 def _check_disk(services: Services) -> None:

@@ -231,6 +231,7 @@ def _make(args: argparse.Namespace) -> int:
             f"({size['width_in']} x {size['height_in']} in) at {size['dpi']} dpi"
         )
         _print_quality(result.quality)
+        _print_raised(result.rules_raised)
         timings = result.timings
         print(
             f"time: tiles {decode_s:.2f} s, cover {timings['cover']:.2f} s, match {timings['match']:.2f} s, "
@@ -275,8 +276,16 @@ def _print_quality(quality: dict[str, float | int]) -> None:
     print(
         f"quality: colour error per cell {quality['cell_de']:.2f} (mean CIEDE2000), "
         f"distinct tiles used {quality['distinct_tiles']}, most uses of one tile {quality['max_uses']}, "
-        f"neighbours with the same tile {100 * quality['adjacent_same']:.1f} %"
+        f"neighbours with the same tile {100 * quality['adjacent_same']:.1f} %, "
+        f"library used {100 * quality.get('library_used', 0):.1f} %"
     )
+
+
+def _print_raised(raised: list[dict[str, object]]) -> None:
+    """The rules the library was too small for, one line each."""
+    for rule in raised:
+        flag = "--" + str(rule["rule"]).replace("_", "-")
+        print(f"rule not kept: {flag} asked {rule['asked']}, used {rule['used']} ({rule['reason']})")
 
 
 def _print_tiles(tiles: TileSet) -> None:

@@ -17,7 +17,7 @@ from app.engine.decode import DEFAULT_MAX_PIXELS, ImageSource, load_rgb
 from app.engine.errors import NoUsableTiles
 from app.engine.features import block_means, cell_means, cover_features, tile_features
 from app.engine.index import TileIndex
-from app.engine.matching import choose_tiles
+from app.engine.matching import choose_tiles, raised_rules
 from app.engine.options import MosaicParams
 from app.engine.quality import quality_report
 from app.engine.render import Progress, check_output_size, encode, print_size, stitch
@@ -53,9 +53,11 @@ class MosaicResult:
     params: MosaicParams
     timings: dict[str, float] = field(default_factory=dict)
     #: Figures from :func:`app.engine.quality.quality_report`: cell_de, distinct_tiles, max_uses,
-    #: adjacent_same.
+    #: adjacent_same (8-neighbourhood), library_used.
     quality: dict[str, float | int] = field(default_factory=dict)
     cell_offsets: NDArray[np.int16] | None = None
+    #: The rules the library was too small for (:func:`app.engine.matching.raised_rules`).
+    rules_raised: list[dict[str, object]] = field(default_factory=list)
     #: The tiles placed, at output size ``(n_used, tile_h, tile_w, 3)``, and ``(rows, cols)``
     #: indices into them: what :func:`write_mosaic` streams a mosaic made unstitched from.
     placed: NDArray[np.uint8] | None = None
@@ -93,6 +95,7 @@ class MosaicResult:
             "distinct_tiles": int((counts > 0).sum()),
             "max_uses": int(counts.max()),
             "quality": dict(self.quality),
+            "rules_raised": [dict(rule) for rule in self.rules_raised],
             "params": self.params.to_record(),
             "print": print_size(self.width, self.height, self.params.dpi),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
@@ -191,6 +194,7 @@ def make_mosaic(
         index = build_index(tiles, params)
     report("match", 0, rows * params.cols)
     grid = choose_tiles(index, cells, rows, params.cols, rules=params.rules)
+    raised = raised_rules(params.rules, grid, len(index))
     timings["match"] = time.perf_counter() - t
     report("match", rows * params.cols, rows * params.cols)
 
@@ -206,11 +210,11 @@ def make_mosaic(
         stitch(placed, local, cell_offsets=offsets, progress=partial(report, "render")) if stitched else None
     )
     timings["render"] = time.perf_counter() - t
-    quality = quality_report(cover_means, placed_means, local, offsets)
+    quality = quality_report(cover_means, placed_means, local, offsets, library_size=len(tiles))
     timings["total"] = time.perf_counter() - t0
     shifts = None if offsets is None else np.rint(offsets).astype(np.int16)  # as stitch applies them
     streamed = (None, None) if stitched else (placed, local)  # only kept when they are needed
-    return MosaicResult(mosaic, grid, list(tiles.names), params, timings, quality, shifts, *streamed)
+    return MosaicResult(mosaic, grid, list(tiles.names), params, timings, quality, shifts, raised, *streamed)
 
 
 def write_mosaic(

@@ -280,6 +280,23 @@ def test_no_tiles_at_all_is_422(client: TestClient) -> None:
     assert_error(client.post("/api/sessions", data={"x": "1"}), 422, field="tiles")
 
 
+def test_the_record_says_which_rule_the_library_was_too_small_for(
+    client: TestClient, corpus: Path, photo_tiles: list[Path]
+) -> None:
+    session = ready_session(client, photo_tiles[:10])
+    cover = corpus / "covers" / "mate-LadyBird.jpg"
+    made = make(client, session["id"], cover, cols=12, tile_size=8, max_uses=2, tint=0)
+    assert made["state"] == "ready", made
+    cells = 12 * made["rows"]
+    [raised] = made["report"]["rules_raised"]
+    assert raised["rule"] == "max_uses" and raised["asked"] == 2
+    assert raised["used"] == made["report"]["max_uses"] == -(-cells // 10)
+    assert raised["tiles_needed"] == -(-cells // 2)
+    assert "10" in raised["reason"]
+    fetched = client.get(f"/api/sessions/{session['id']}/mosaics/{made['id']}").json()
+    assert fetched["report"]["rules_raised"] == made["report"]["rules_raised"]
+
+
 def test_openapi_documents_the_endpoints(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     for path in [
@@ -303,6 +320,7 @@ def test_quality_options_reach_the_engine(client: TestClient, corpus: Path, phot
     assert capped["params"]["max_uses"] == 2 and capped["params"]["tint"] == 0
     assert capped["report"]["max_uses"] <= 2
     assert capped["report"]["quality"]["adjacent_same"] == 0
+    assert capped["report"]["rules_raised"] == []
     unique = make(client, session["id"], cover, cols=8, tile_size=8, unique="true", max_uses="")
     assert unique["report"]["distinct_tiles"] == 8 * unique["rows"]
     assert_error(

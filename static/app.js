@@ -405,8 +405,9 @@ function pickCell(point) {
     if (zoom.viewer) zoom.viewer.setMarker(null);
     return;
   }
-  const cellW = m.width / m.cols;
-  const cellH = m.height / m.rows;
+  const size = zoom.viewer.layout;  // the pyramid's full size: the render's, times 2^k with photo levels
+  const cellW = size.width / m.cols;
+  const cellH = size.height / m.rows;
   const col = Math.min(m.cols - 1, Math.floor(point.x / cellW));
   const row = Math.min(m.rows - 1, Math.floor(point.y / cellH));
   zoom.cell = { col, row };

@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from app.engine.errors import BadParameter, OutputTooLarge
+from app.engine.tiff import array_bands, write_tiff
 
 #: ``progress(done, total)``: strips of the picture rendered so far.
 Progress = Callable[[int, int], None]
@@ -158,8 +159,6 @@ def encode(
     height, width = image.shape[:2]
     check_output_size(width, height, fmt)
     if fmt == "tiff":
-        from app.engine.tiff import array_bands, write_tiff  # tiff draws its bands with stitch
-
         write_tiff(fp, width, height, array_bands(image), dpi=dpi)
         return
     pil = as_pil(image)

@@ -3,8 +3,8 @@
 A band is :data:`TILE` rows of the picture. :func:`write_tiff` asks ``band(y0, y1)`` for each in
 turn and hands tifffile one ``TILE`` x ``TILE`` tile of it at a time, so the output is never held
 whole: a 1 GP mosaic is written with about one band (``width * TILE * 3`` bytes, 25 MB at
-32,000 px across) plus the band's cells. :func:`cell_bands` draws those bands from the placed
-tiles, the placement grid and the tint, as :func:`~app.engine.render.stitch` would.
+32,000 px across) plus the band's cells. :func:`app.engine.mosaic.cell_bands` draws those bands
+from the placed tiles, the placement grid and the tint, as :func:`~app.engine.render.stitch` would.
 
 Why tifffile and not libvips (pyvips): measured in docs/zoom.md. tifffile writes what it is given
 as it comes (16 s and 181 MB peak for 640 MP here); libvips built from one operation per cell grew
@@ -19,10 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 import numpy as np
-import tifffile
 from numpy.typing import NDArray
-
-from app.engine.render import Progress, stitch
 
 #: Side of one TIFF tile, in pixels (a multiple of 16, as TIFF asks).
 TILE = 256
@@ -30,6 +27,8 @@ TILE = 256
 BIGTIFF_BYTES = 2**32 - 2**25
 #: ``band(y0, y1)``: rows ``y0`` to ``y1`` of the picture, ``(y1 - y0, width, 3)`` uint8.
 Band = Callable[[int, int], NDArray[np.uint8]]
+#: ``progress(done, total)``: bands written so far.
+Progress = Callable[[int, int], None]
 
 
 def write_tiff(
@@ -43,6 +42,8 @@ def write_tiff(
 ) -> None:
     """Write a ``width`` x ``height`` RGB picture, ``band`` by band, as a tiled TIFF with ``dpi``
     as its resolution (BigTIFF when it needs 64-bit offsets). ``progress(done, total)`` counts bands."""
+    import tifffile  # 0.2-0.4 s to import: only when a TIFF is written
+
     bands = -(-height // TILE)
 
     def tiles() -> Iterator[NDArray[np.uint8]]:
@@ -69,20 +70,3 @@ def write_tiff(
 def array_bands(image: NDArray[np.uint8]) -> Band:
     """Bands of a picture already in memory."""
     return lambda y0, y1: image[y0:y1]
-
-
-def cell_bands(
-    tiles: NDArray[np.uint8], grid: NDArray[np.intp], cell_offsets: NDArray[np.floating | np.integer] | None
-) -> Band:
-    """Bands of the mosaic that ``tiles`` ``(n, h, w, 3)`` laid out as ``grid`` ``(rows, cols)``
-    with ``cell_offsets`` (the tint, as :func:`~app.engine.render.stitch` takes it) make, drawn
-    one band at a time: only the rows of cells a band crosses are stitched."""
-    cell_h = tiles.shape[1]
-
-    def band(y0: int, y1: int) -> NDArray[np.uint8]:
-        r0, r1 = y0 // cell_h, -(-y1 // cell_h)
-        offsets = None if cell_offsets is None else cell_offsets[r0:r1]
-        strip = stitch(tiles, grid[r0:r1], cell_offsets=offsets)
-        return strip[y0 - r0 * cell_h : y1 - r0 * cell_h]
-
-    return band

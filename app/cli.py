@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sqlite3
 import sys
 import time
 from collections import Counter
@@ -31,6 +32,7 @@ from app.engine.mosaic import MosaicResult, write_mosaic
 from app.engine.options import MAX_OUTPUT_PIXELS
 from app.engine.pyramid import DziLayout, GridSource, write_pyramid
 from app.engine.render import MAX_TIFF_PIXELS
+from app.engine.tile_cache import CacheUse, TileCache, default_cache_dir, load_tiles
 
 log = logging.getLogger(__name__)
 _SHOWN_REJECTIONS = 20
@@ -69,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     make.add_argument("--quality", type=int, default=90, help="JPEG/WebP quality (default: %(default)s)")
     make.add_argument("--workers", type=int, default=None, help="decoding threads (default: all cores)")
     make.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    make.add_argument(
+        "--cache", metavar="DIR", default=None,
+        help="tile cache folder (default: TESSERA_CACHE_DIR, else $XDG_CACHE_HOME/tessera)",
+    )  # fmt: skip
+    make.add_argument("--no-cache", action="store_true", help="decode every tile; read and write no cache")
     see = make.add_argument_group("zoom: a Deep Zoom pyramid and an animation of the mosaic")
     see.add_argument("--dzi", metavar="FOLDER", help="also write FOLDER/mosaic.dzi and FOLDER/mosaic_files/")
     see.add_argument("--animate", metavar="FILE", help="also write an animation; .mp4, .gif or .webp")
@@ -200,11 +207,13 @@ def _make(args: argparse.Namespace) -> int:
         return _fail(f"bad {_option(exc.field)}: {exc.message}", code=2)
 
     bar = _ProgressBar("tiles", enabled=not args.quiet and sys.stderr.isatty())
-    tiles = TileSet.from_paths(args.tiles, size=params.tile_shape, workers=args.workers, progress=bar)
+    tiles, use = _load_tiles(args, params.tile_shape, bar)
     bar.close()
     decode_s = time.perf_counter() - started
     if not args.quiet:
         _print_tiles(tiles)
+        if use is not None:
+            print(f"tile cache: {use.cached} from the cache, {use.decoded} decoded")
     try:
         result = make_mosaic(cover, tiles, params, stitched=fmt != "tiff")
         t = time.perf_counter()
@@ -240,6 +249,26 @@ def _make(args: argparse.Namespace) -> int:
             f"total {time.perf_counter() - started:.2f} s"
         )
     return 0
+
+
+def _load_tiles(
+    args: argparse.Namespace, shape: tuple[int, int], bar: _ProgressBar
+) -> tuple[TileSet, CacheUse | None]:
+    """The tiles, through the tile cache unless ``--no-cache`` (or the cache cannot be opened)."""
+    if not args.no_cache:
+        folder = (
+            args.cache or os.environ.get("TESSERA_CACHE_DIR") or default_cache_dir()
+        )  # Settings.cache_dir
+        try:
+            cache = TileCache(folder)
+        except (OSError, sqlite3.Error) as exc:
+            print(f"tessera: tile cache {folder} unusable ({exc}); decoding every tile", file=sys.stderr)
+        else:
+            try:
+                return load_tiles(args.tiles, size=shape, cache=cache, workers=args.workers, progress=bar)
+            finally:
+                cache.close()
+    return TileSet.from_paths(args.tiles, size=shape, workers=args.workers, progress=bar), None
 
 
 def _zoom_outputs(

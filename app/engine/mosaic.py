@@ -20,8 +20,8 @@ from app.engine.index import TileIndex
 from app.engine.matching import choose_tiles, raised_rules
 from app.engine.options import MosaicParams
 from app.engine.quality import quality_report
-from app.engine.render import Progress, check_output_size, encode, print_size, stitch
-from app.engine.tiff import Band, write_tiff
+from app.engine.render import Progress, cell_bands, check_output_size, encode, print_size, stitch
+from app.engine.tiff import write_tiff
 from app.engine.tiles import TileSet
 
 #: ``progress(stage, done, total)``; stages are "cover", "match" and "render".
@@ -235,24 +235,6 @@ def write_mosaic(
     check_output_size(result.width, result.height, fmt)
     bands = cell_bands(result.placed, result.local, result.cell_offsets)
     write_tiff(fp, result.width, result.height, bands, dpi=result.params.dpi, progress=progress)
-
-
-def cell_bands(
-    tiles: NDArray[np.uint8], grid: NDArray[np.intp], cell_offsets: NDArray[np.floating | np.integer] | None
-) -> Band:
-    """Bands of the mosaic that ``tiles`` ``(n, h, w, 3)`` laid out as ``grid`` ``(rows, cols)``
-    with ``cell_offsets`` (the tint, as :func:`~app.engine.render.stitch` takes it) make, drawn
-    one band at a time for :func:`~app.engine.tiff.write_tiff`: only the rows of cells a band
-    crosses are stitched."""
-    cell_h = tiles.shape[1]
-
-    def band(y0: int, y1: int) -> NDArray[np.uint8]:
-        r0, r1 = y0 // cell_h, -(-y1 // cell_h)
-        offsets = None if cell_offsets is None else cell_offsets[r0:r1]
-        strip = stitch(tiles, grid[r0:r1], cell_offsets=offsets)
-        return strip[y0 - r0 * cell_h : y1 - r0 * cell_h]
-
-    return band
 
 
 def tint_offsets(

@@ -3,8 +3,8 @@
 A band is :data:`TILE` rows of the picture. :func:`write_tiff` asks ``band(y0, y1)`` for each in
 turn and hands tifffile one ``TILE`` x ``TILE`` tile of it at a time, so the output is never held
 whole: a 1 GP mosaic is written with about one band (``width * TILE * 3`` bytes, 25 MB at
-32,000 px across) plus the band's cells. :func:`app.engine.mosaic.cell_bands` draws those bands
-from the placed tiles, the placement grid and the tint, as :func:`~app.engine.render.stitch` would.
+32,000 px across) plus the band's cells. :func:`cell_bands` draws those bands from the placed
+tiles, the placement grid and the tint, as :func:`~app.engine.render.stitch` would.
 
 Why tifffile and not libvips (pyvips): measured in docs/zoom.md. tifffile writes what it is given
 as it comes (16 s and 181 MB peak for 640 MP here); libvips built from one operation per cell grew
@@ -27,7 +27,7 @@ TILE = 256
 BIGTIFF_BYTES = 2**32 - 2**25
 #: ``band(y0, y1)``: rows ``y0`` to ``y1`` of the picture, ``(y1 - y0, width, 3)`` uint8.
 Band = Callable[[int, int], NDArray[np.uint8]]
-#: ``progress(done, total)``: bands written so far.
+#: ``progress(done, total)``, as :data:`app.engine.render.Progress`.
 Progress = Callable[[int, int], None]
 
 

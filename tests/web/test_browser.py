@@ -48,7 +48,7 @@ def test_upload_make_download_and_reload(
     page.fill("#tile_size", "16")
     page.click("#make-button")
     page.wait_for_selector("#result:not([hidden])", timeout=60_000)
-    page.wait_for_function("document.getElementById('result-image').naturalWidth > 0", timeout=30_000)
+    page.wait_for_function("() => document.getElementById('result-image').naturalWidth > 0", timeout=30_000)
     assert page.evaluate("document.getElementById('result-image').naturalWidth") == 30 * 16
     assert "/s/" in page.url
     session_id = page.url.rsplit("/", 1)[-1]
@@ -66,12 +66,12 @@ def test_upload_make_download_and_reload(
     # The session survives a reload; another cover needs no new upload.
     page.reload()
     page.wait_for_function(
-        "document.getElementById('library-status').textContent.includes('80 tile photos ready')"
+        "() => document.getElementById('library-status').textContent.includes('80 tile photos ready')"
     )
     assert page.locator("#gallery li").count() == 1
     page.set_input_files("#cover-input", str(corpus / "covers" / "mate-Dune.jpg"))
     page.click("#make-button")
-    page.wait_for_function("document.querySelectorAll('#gallery li').length == 2", timeout=60_000)
+    page.wait_for_function("() => document.querySelectorAll('#gallery li').length == 2", timeout=60_000)
     assert page.url.endswith(session_id)
     uploads = list((live_server.data_dir / "sessions" / session_id / "uploads").glob("0*"))
     assert len(uploads) == 80
@@ -125,11 +125,11 @@ def test_viewer_zooms_into_deeper_tiles_picks_a_cell_and_animates(
     page.fill("#tile_size", "32")  # 1920 x 1184 px: the render is level 11
     page.click("#make-button")
     page.wait_for_selector("#viewer:not([hidden])", timeout=90_000)
-    page.wait_for_function("window.tesseraViewer && window.tesseraViewer.layout", timeout=30_000)
+    page.wait_for_function("() => window.tesseraViewer && window.tesseraViewer.layout", timeout=30_000)
     deepest = page.evaluate("window.tesseraViewer.layout.maxLevel")
     depth = deepest - 11  # levels below the render, drawn from the photos (cells of 32 * 2**depth px)
     assert depth >= 1 and page.evaluate("window.tesseraViewer.layout.width") == 1920 << depth
-    page.wait_for_function("document.getElementById('viewer').dataset.level !== undefined")
+    page.wait_for_function("() => document.getElementById('viewer').dataset.level !== undefined")
     start_level = int(page.get_attribute("#viewer", "data-level") or "0")
     assert start_level < 11 and any(f"_files/{start_level}/" in url for url in loaded)
     assert not any("_files/11/" in url for url in loaded)  # only what the view needs
@@ -142,8 +142,10 @@ def test_viewer_zooms_into_deeper_tiles_picks_a_cell_and_animates(
     for _ in range(8 + 4 * depth):  # into the photos: the deepest level
         page.mouse.wheel(0, -400)
         page.wait_for_timeout(120)
-    page.wait_for_function(f"document.getElementById('viewer').dataset.level === '{deepest}'", timeout=20_000)
-    page.wait_for_function(f"window.tesseraViewer.levelsLoaded.has({deepest})", timeout=20_000)
+    page.wait_for_function(
+        f"() => document.getElementById('viewer').dataset.level === '{deepest}'", timeout=20_000
+    )
+    page.wait_for_function(f"() => window.tesseraViewer.levelsLoaded.has({deepest})", timeout=20_000)
     deep = {url for url in loaded if f"_files/{deepest}/" in url}
     cols, rows = -(-(1920 << depth) // 254), -(-(1184 << depth) // 254)
     assert deep and len(deep) < cols * rows / 4  # the tiles in view of the deepest level only
@@ -171,8 +173,8 @@ def test_viewer_zooms_into_deeper_tiles_picks_a_cell_and_animates(
     shared: list[str] = []
     viewer.on("response", lambda r: shared.append(r.url) if "/mosaic_files/" in r.url and r.ok else None)
     viewer.goto(share)
-    viewer.wait_for_function("window.tesseraViewer && window.tesseraViewer.layout", timeout=30_000)
-    viewer.wait_for_function("window.tesseraViewer.levelsLoaded.size > 0")
+    viewer.wait_for_function("() => window.tesseraViewer && window.tesseraViewer.layout", timeout=30_000)
+    viewer.wait_for_function("() => window.tesseraViewer.levelsLoaded.size > 0")
     assert shared and all("/v/" in url for url in shared)
     viewer.close()
     page.close()
@@ -210,13 +212,13 @@ def test_share_viewer_has_fullscreen_navigator_keyboard_and_destroy(
     page.on("response", lambda r: errors.append(r.url) if r.status >= 400 else None)
     page.goto(live_server.url + mosaic["viewer_url"])
     page.wait_for_function(
-        "window.tesseraViewer && window.tesseraViewer.levelsLoaded.size > 0", timeout=60_000
+        "() => window.tesseraViewer && window.tesseraViewer.levelsLoaded.size > 0", timeout=60_000
     )
     assert page.locator("#viewer .navigator").count() == 1
     # OpenSeadragon's buttons: home, zoom in/out and the fullscreen toggle ("full page")
     assert page.locator("#viewer [title='Toggle full page']").count() == 1
     page.locator("#viewer [title='Toggle full page']").click()
-    page.wait_for_function("window.tesseraViewer.osd.isFullPage()", timeout=5_000)
+    page.wait_for_function("() => window.tesseraViewer.osd.isFullPage()", timeout=5_000)
     page.keyboard.press("Escape")
     page.evaluate("window.tesseraViewer.osd.setFullPage(false)")
 
@@ -247,7 +249,7 @@ def test_share_viewer_pinch_zooms_on_a_phone(
     )
     page = context.new_page()
     page.goto(live_server.url + mosaic["viewer_url"])
-    page.wait_for_function("window.tesseraViewer && window.tesseraViewer.layout", timeout=60_000)
+    page.wait_for_function("() => window.tesseraViewer && window.tesseraViewer.layout", timeout=60_000)
     before = page.evaluate("window.tesseraViewer.scale")
     cdp = context.new_cdp_session(page)
     box = page.locator("#viewer").bounding_box()

@@ -27,9 +27,10 @@ from app.engine import (
     make_mosaic,
 )
 from app.engine.animate import KINDS, VIDEO_FORMATS, AnimationSpec, Kind, make_animation, scene_of
+from app.engine.deep_zoom import photo_levels
 from app.engine.mosaic import MosaicResult, write_mosaic
 from app.engine.options import MAX_OUTPUT_PIXELS
-from app.engine.pyramid import GridSource, write_pyramid
+from app.engine.pyramid import DziLayout, GridSource, write_pyramid
 from app.engine.render import MAX_TIFF_PIXELS
 from app.engine.tile_cache import CacheUse, TileCache, default_cache_dir, load_tiles
 
@@ -279,7 +280,13 @@ def _zoom_outputs(
         t = time.perf_counter()
         folder = Path(args.dzi)
         source = GridSource.from_tiles(tiles, result.grid, cell_size, result.cell_offsets)
-        layout = write_pyramid(source, folder, workers=2)
+        photos = {name: name for name in tiles.names}
+        deep = photo_levels(  # the levels below the render, from the photos (--zoom-tile-size)
+            tiles, result.grid, cell_size, DziLayout(*source.size), sources=photos,
+            zoom_tile_size=result.params.zoom_tile_size, offsets=result.cell_offsets,
+        )  # fmt: skip
+        depth = 0 if deep is None else deep.depth
+        layout = write_pyramid(source, folder, workers=2, depth=depth, deep=deep)
         if not args.quiet:
             print(f"wrote {folder / 'mosaic.dzi'} ({layout.levels} levels, {layout.tile_total()} tiles) "
                   f"in {time.perf_counter() - t:.2f} s")  # fmt: skip

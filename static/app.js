@@ -692,8 +692,9 @@ function pickCell(point) {
     mark(null);
     return;
   }
-  const cellW = m.width / m.cols;
-  const cellH = m.height / m.rows;
+  const size = zoom.handle.layout;  // the pyramid's full size: the render's, times 2^k with photo levels
+  const cellW = size.width / m.cols;
+  const cellH = size.height / m.rows;
   const col = Math.min(m.cols - 1, Math.floor(point.x / cellW));
   const row = Math.min(m.rows - 1, Math.floor(point.y / cellH));
   zoom.cell = { col, row };

@@ -17,15 +17,24 @@ def test_make_writes_an_animation_and_a_pyramid(corpus: Path, tmp_path: Path) ->
     run = tessera(
         "make", corpus / "covers" / "mate-FreshFlower.jpg", corpus / "tiles_photo", "-o", out, "--cols", "40",
         "--tile-size", "16", "--animate", movie, "--seconds", "2", "--size", "160x120", "--fps", "10",
-        "--cell", "7,3", "--dzi", dzi,
+        "--cell", "7,3", "--dzi", dzi, "--zoom-tile-size", "64",
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert f"wrote {movie} (160x120, 20 frames at 10 fps)" in run.stdout
     layout = DziLayout.from_descriptor((dzi / "mosaic.dzi").read_text())
     with Image.open(out) as mosaic:
-        assert (layout.width, layout.height) == mosaic.size == (640, 480)
+        assert mosaic.size == (640, 480)
         picture = np.asarray(mosaic.convert("RGB"))
+    # 16 px cells, 64 px at the deepest level: two levels below the render, drawn from the photos
+    assert (layout.width, layout.height) == (640 * 4, 480 * 4)
     assert len(list((dzi / "mosaic_files").rglob("*.jpg"))) == layout.tile_total()
+    render_level = layout.max_level - 2
+    assert layout.level_size(render_level) == (640, 480)
+    with Image.open(dzi / "mosaic_files" / str(render_level) / "1_1.jpg") as tile:
+        x0, y0, x1, y1 = layout.tile_box(render_level, 1, 1)
+        pixels = np.asarray(tile, dtype=float)
+    error = np.abs(pixels - picture[y0:y1, x0:x1]).mean()  # JPEG q90, 4:2:0, of 16 px cells
+    assert error < 8 and np.abs(pixels - picture[y0:y1, x0 + 16 : x1 + 16]).mean() > 2 * error
     with Image.open(movie) as anim:
         assert anim.format == "WEBP" and anim.size == (160, 120)
         durations = []

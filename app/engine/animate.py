@@ -257,8 +257,9 @@ def scene_of(
     if sources is not None:
         detail = _detail_from(tiles, used, sources, max_pixels)
     return MosaicScene(
-        tiles.images[used], local.reshape(grid.shape).astype(np.intp), cell_size, detail=detail
-    )
+        tiles.images[used], local.reshape(grid.shape).astype(np.intp), cell_size, detail=detail,
+        offsets=offsets,
+    )  # fmt: skip
 
 
 def _detail_from(

@@ -176,7 +176,7 @@ def photo_levels(
     """The photo levels of a mosaic of ``tiles`` placed as ``grid`` (indexes into ``tiles``) and
     rendered at ``cell_size``, below its ``render`` pyramid; ``None`` if the photos (or
     ``zoom_tile_size``) allow no level deeper than the render. ``sources`` maps a tile's name to
-    its photo; a photo gone since is drawn from its thumbnail, enlarged. ``depth`` skips measuring
+    its photo; a photo gone since is drawn in its thumbnail's mean colour. ``depth`` skips measuring
     the photos when it is already known (a recorded pyramid)."""
     ids = np.unique(grid)
     if depth is None:
@@ -185,12 +185,17 @@ def photo_levels(
     if depth == 0:
         return None
 
+    # Only the names and mean colours of the used tiles are kept (the levels may outlive the
+    # library in a cache): a photo gone since is drawn in its thumbnail's mean colour.
+    names = {int(tile): tiles.names[int(tile)] for tile in ids}
+    means = {int(tile): tiles.images[int(tile)].mean(axis=(0, 1)).round().astype(np.uint8) for tile in ids}
+
     def cell_image(tile: int, size: tuple[int, int]) -> NDArray[np.uint8]:
-        name = tiles.names[tile]
+        name = names[tile]
         try:
             return make_tile(sources[name], name=name, size=size, max_pixels=max_pixels)
         except (KeyError, ImageRejected, OSError):
-            return np.asarray(Image.fromarray(tiles.images[tile]).resize(size, Image.Resampling.BICUBIC))
+            return np.broadcast_to(means[tile], (size[1], size[0], 3)).copy()
 
     layout = zoom_layout(render, depth)
     return PhotoLevels(

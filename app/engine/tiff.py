@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 import numpy as np
-import tifffile
 from numpy.typing import NDArray
 
 #: Side of one TIFF tile, in pixels (a multiple of 16, as TIFF asks).
@@ -43,6 +42,8 @@ def write_tiff(
 ) -> None:
     """Write a ``width`` x ``height`` RGB picture, ``band`` by band, as a tiled TIFF with ``dpi``
     as its resolution (BigTIFF when it needs 64-bit offsets). ``progress(done, total)`` counts bands."""
+    import tifffile  # 0.2-0.4 s to import: only when a TIFF is written
+
     bands = -(-height // TILE)
 
     def tiles() -> Iterator[NDArray[np.uint8]]:

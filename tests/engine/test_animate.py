@@ -12,6 +12,7 @@ from PIL import Image
 
 from app.engine import BadParameter, MosaicParams, TileSet, make_mosaic
 from app.engine.animate import AnimationSpec, render_frames, scene_of, zoom_views
+from app.engine.tiles import make_tile
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +97,38 @@ def test_bad_specs_name_the_field(changes: dict[str, object], field: str) -> Non
     with pytest.raises(BadParameter) as info:
         AnimationSpec(**changes).validate(30, 30)  # type: ignore[arg-type]
     assert info.value.field == field
+
+
+@pytest.mark.parametrize("tint", [10.0, 60.0])
+def test_frames_match_the_tinted_mosaic_and_end_on_the_photo_sharp(
+    photo_tiles: list[Path], corpus: Path, tint: float
+) -> None:
+    tiles = TileSet.from_paths(photo_tiles[:100], size=(64, 64))
+    result = make_mosaic(
+        corpus / "covers" / "mate-LadyBird.jpg", tiles, MosaicParams(cols=30, tile_size=16, tint=tint)
+    )
+    assert result.cell_offsets is not None
+    sources = {name: name for name in tiles.names}
+    scene = scene_of(tiles, result.grid, (16, 16), offsets=result.cell_offsets, sources=sources)
+    plain = scene_of(tiles, result.grid, (16, 16), sources=sources)  # what animations drew before
+    col, row = 7, 5
+    spec = AnimationSpec(kind="zoom", fmt="gif", seconds=1, width=256, height=256, fps=6, col=col, row=row)
+    frames = list(render_frames(scene, spec))
+    height, width = result.image.shape[:2]
+    # The first frame: the whole mosaic as rendered (tint included), letterboxed into the square.
+    shown = round(256 * height / width)
+    top = (256 - shown) // 2
+    whole = np.asarray(Image.fromarray(result.image).resize((256, shown), Image.Resampling.BOX), dtype=float)
+    first_error = np.abs(frames[0][top + 2 : top + shown - 2].astype(float) - whole[2:-2]).mean()
+    untinted = np.asarray(next(iter(render_frames(plain, spec))), dtype=float)[top + 2 : top + shown - 2]
+    assert first_error < 3, first_error
+    assert np.abs(untinted - whole[2:-2]).mean() > first_error + tint / 20  # the check sees a missing tint
+    # The last frame: the chosen cell's photo, decoded sharp, with its cell's tint.
+    name = tiles.names[result.grid[row, col]]
+    photo = make_tile(name, name=name, size=(256, 256)).astype(np.int16) + result.cell_offsets[row, col]
+    last = frames[-1].astype(float)
+    assert np.abs(last - np.clip(photo, 0, 255)).mean() < 4
+    enlarged = np.asarray(
+        Image.fromarray(tiles.images[result.grid[row, col]]).resize((16, 16)).resize((256, 256))
+    )
+    assert np.abs(np.diff(last, axis=1)).mean() > 1.3 * np.abs(np.diff(enlarged.astype(float), axis=1)).mean()

@@ -114,3 +114,20 @@ def test_the_cell_cache_stays_within_its_bytes() -> None:
     made = []
     cache.get(49, lambda: made.append(1) or np.zeros((64, 64, 3), dtype=np.uint8))  # type: ignore[func-returns-value]
     assert made == []  # the latest cells are kept
+
+
+def test_a_photo_gone_since_is_drawn_in_its_mean_colour(
+    made: tuple[TileSet, MosaicResult, PhotoLevels], tmp_path: Path
+) -> None:
+    tiles, result, deep = made
+    render = DziLayout(result.image.shape[1], result.image.shape[0])
+    missing = {name: str(tmp_path / "gone.jpg") for name in tiles.names}  # every photo deleted
+    levels = photo_levels(
+        tiles, result.grid, (CELL, CELL), render, sources=missing, zoom_tile_size=256, depth=deep.depth
+    )
+    assert levels is not None
+    size = levels.cell_size_at(levels.layout.max_level)[0]
+    cell = levels.region(levels.layout.max_level, (0, 0, size, size))
+    assert cell.shape == (size, size, 3) and (cell == cell[0, 0]).all()  # flat
+    mean = tiles.images[result.grid[0, 0]].mean(axis=(0, 1))
+    assert np.abs(cell[0, 0].astype(float) - mean).max() <= 1.0

@@ -48,13 +48,14 @@ def test_viewer_share_link_and_animation_made_by_a_worker_served_by_the_other_we
     assert mosaic["state"] == "ready" and mosaic["pyramid"]["state"] == "ready", mosaic
     image = read_png(httpx.get(f"{web_b.url}{mosaic['image_url']}", timeout=30).content)
 
-    # The descriptor and a tile of the deepest level, through web B, which built none of it.
+    # The descriptor and a tile of the render's level, through web B, which built none of it.
     descriptor = httpx.get(f"{web_b.url}{mosaic['dzi_url']}", timeout=30)
     assert descriptor.status_code == 200 and "xml" in descriptor.headers["content-type"]
     layout = DziLayout.from_descriptor(descriptor.text)
-    assert (layout.width, layout.height, layout.levels) == (640, 400, 11)
+    depth = layout.levels - 11  # the levels below the render (640 x 400: level 10), from the photos
+    assert depth >= 1 and (layout.width, layout.height) == (640 << depth, 400 << depth)
     files = mosaic["dzi_url"].removesuffix(".dzi") + "_files"
-    deepest = layout.max_level
+    deepest = layout.max_level - depth  # the render's level: files the zoom worker published
     cols, rows = layout.tile_counts(deepest)
     tile = httpx.get(f"{web_b.url}{files}/{deepest}/{cols - 1}_{rows - 1}.png", timeout=30)
     assert tile.status_code == 200 and tile.headers["content-type"] == "image/png"
@@ -65,6 +66,11 @@ def test_viewer_share_link_and_animation_made_by_a_worker_served_by_the_other_we
     cache = web_b.data_dir / "sessions" / session["id"] / "mosaics" / mosaic["id"] / "dzi" / "mosaic_files"
     fetched = sorted(p.relative_to(cache).as_posix() for p in cache.rglob("*") if p.is_file())
     assert fetched == [f"{deepest}/{cols - 1}_{rows - 1}.png"]
+    # A tile of the deepest level: web B draws it from the photos, which it fetches from the bucket.
+    photo_tile = httpx.get(f"{web_b.url}{files}/{layout.max_level}/3_2.png", timeout=60)
+    assert photo_tile.status_code == 200 and photo_tile.headers["content-type"] == "image/png"
+    x0, y0, x1, y1 = layout.tile_box(layout.max_level, 3, 2)
+    assert read_png(photo_tile.content).shape == (y1 - y0, x1 - x0, 3)
 
     # The share link, through web B; its image is never a redirect (the key names the session).
     viewer = mosaic["viewer_url"]

@@ -122,13 +122,13 @@ def test_viewer_zooms_into_deeper_tiles_picks_a_cell_and_animates(
     page.set_input_files("#tiles-input", [str(p) for p in photo_tiles[:60]])
     page.set_input_files("#cover-input", str(corpus / "covers" / "mate-LadyBird.jpg"))
     page.fill("#cols", "60")
-    page.fill("#tile_size", "32")  # 1920 x 1184 px: levels 0..11
-    page.click("details.advanced summary")
-    page.fill("#zoom_tile_size", "32")  # the pyramid at the render's size (the default, 256, goes deeper)
+    page.fill("#tile_size", "32")  # 1920 x 1184 px: the render is level 11
     page.click("#make-button")
     page.wait_for_selector("#viewer:not([hidden]):not(.loading)", timeout=90_000)
     page.wait_for_function("() => window.tesseraViewer && window.tesseraViewer.layout", timeout=30_000)
-    assert page.evaluate("window.tesseraViewer.layout.maxLevel") == 11
+    deepest = page.evaluate("window.tesseraViewer.layout.maxLevel")
+    depth = deepest - 11  # levels below the render, drawn from the photos (cells of 32 * 2**depth px)
+    assert depth >= 1 and page.evaluate("window.tesseraViewer.layout.width") == 1920 << depth
     page.wait_for_function("() => document.getElementById('viewer').dataset.level !== undefined")
     start_level = int(page.get_attribute("#viewer", "data-level") or "0")
     assert start_level < 11 and any(f"_files/{start_level}/" in url for url in loaded)
@@ -139,20 +139,24 @@ def test_viewer_zooms_into_deeper_tiles_picks_a_cell_and_animates(
     box = page.locator("#viewer").bounding_box()
     assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 900
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    for _ in range(8):
+    for _ in range(8 + 4 * depth):  # into the photos: the deepest level
         page.mouse.wheel(0, -400)
         page.wait_for_timeout(120)
-    page.wait_for_function("() => document.getElementById('viewer').dataset.level === '11'", timeout=10_000)
-    page.wait_for_function("() => window.tesseraViewer.levelsLoaded.has(11)", timeout=20_000)
-    deep = [url for url in loaded if "_files/11/" in url]
-    assert deep and len(set(deep)) < 40  # the tiles in view of the deepest level, not all 8 x 5
+    page.wait_for_function(
+        f"() => document.getElementById('viewer').dataset.level === '{deepest}'", timeout=20_000
+    )
+    page.wait_for_function(f"() => window.tesseraViewer.levelsLoaded.has({deepest})", timeout=20_000)
+    deep = {url for url in loaded if f"_files/{deepest}/" in url}
+    cols, rows = -(-(1920 << depth) // 254), -(-(1184 << depth) // 254)
+    assert deep and len(deep) < cols * rows / 4  # the tiles in view of the deepest level only
 
     # A click picks the cell under the pointer for the zoom animation.
     # (off the middle: with an even number of columns the middle is a cell boundary)
     px, py = round(box["width"] / 2) + 7, round(box["height"] / 2) + 7
     point = page.evaluate(f"window.tesseraViewer.toImage({px}, {py})")
     page.mouse.click(box["x"] + px, box["y"] + py)
-    expected = f"column {int(point['x'] // 32) + 1}, row {int(point['y'] // 32) + 1}"
+    cell = 32 << depth  # a cell's size in the pyramid's full-size pixels
+    expected = f"column {int(point['x'] // cell) + 1}, row {int(point['y'] // cell) + 1}"
     assert page.input_value("#anim-cell") == expected
 
     page.select_option("#anim-format", "gif")

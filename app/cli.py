@@ -124,7 +124,8 @@ def _add_mosaic_options(make: argparse.ArgumentParser) -> None:
         shown = option.text(option.default) or option.none_means
         help_text = f"{option.help} ({option.allowed()}; default: {shown})".replace("%", "%%")
         make.add_argument(
-            option.flag, default=option.default, choices=option.choices or None, metavar=option.metavar,
+            option.flag, default=option.default, metavar=option.metavar,
+            choices=option.choices if option.kind == "choice" else None,
             help=help_text,
         )  # fmt: skip
 

@@ -224,7 +224,8 @@ function showResult(mosaic) {
   const seconds = (mosaic.timings && mosaic.timings.job) || 0;
   $("result-stats").textContent =
     `${mosaic.width} × ${mosaic.height} px · ${mosaic.cols} × ${mosaic.rows} tiles · ` +
-    `${r.distinct_tiles} different photos used · ${mb.toFixed(1)} MB · made in ${seconds.toFixed(1)} s`;
+    `${r.distinct_tiles} different photos used · ${mb.toFixed(1)} MB · made in ${seconds.toFixed(1)} s` +
+    ` · behind transparent tiles: ${r.background === "cell" || !r.background ? "each cell's own colour" : r.background}`;
   $("result").hidden = false;
   $("result").scrollIntoView({ behavior: "smooth", block: "start" });
   showZoom(mosaic).catch((err) => showError("anim-error", `The zoomable view is not available: ${err.message}`));

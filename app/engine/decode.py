@@ -152,7 +152,7 @@ def to_rgb(im: Image.Image, *, background: RGB = WHITE) -> Image.Image:
     """
     if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         im = _wide_grey_to_l(im)
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+    if has_transparency(im):
         rgba = im.convert("RGBA")
         canvas = Image.new("RGB", rgba.size, background)
         canvas.paste(rgba, mask=rgba.getchannel("A"))
@@ -160,6 +160,11 @@ def to_rgb(im: Image.Image, *, background: RGB = WHITE) -> Image.Image:
     if im.mode != "RGB":
         return im.convert("RGB")
     return im
+
+
+def has_transparency(im: Image.Image) -> bool:
+    """Whether ``im`` has an alpha channel or a palette/colour-key transparency entry."""
+    return im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
 
 
 def _wide_grey_to_l(im: Image.Image) -> Image.Image:

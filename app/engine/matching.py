@@ -113,7 +113,7 @@ def closest_repeat(grid: NDArray[np.intp], *, up_to: int | None = None) -> int:
     for d in range(1, last + 1):
         for dr in range(0, d + 1):
             for dc in range(-d, d + 1):
-                if max(dr, abs(dc)) != d or (dr == 0 and dc <= 0):
+                if max(dr, abs(dc)) != d or (dr == 0 and dc <= 0) or dr >= rows or abs(dc) >= cols:
                     continue
                 a = grid[: rows - dr, max(0, -dc) : cols - max(0, dc)]
                 b = grid[dr:, max(0, dc) : cols - max(0, -dc)]
@@ -136,32 +136,40 @@ def choose_tiles(
     *,
     rules: Rules = Rules(),
     first_k: int = FIRST_K,
+    candidates: tuple[NDArray[np.float64], NDArray[np.intp]] | None = None,
 ) -> NDArray[np.intp]:
     """A ``(rows, cols)`` grid of tile indices for ``cells`` ``(rows * cols, d)``, row by row,
-    that keeps ``rules``; each cell gets the nearest tile the rules allow."""
+    that keeps ``rules``; each cell gets the nearest tile the rules allow.
+
+    ``candidates`` ``(distances, tiles)``, both ``(rows * cols, k)`` nearest first, replaces the
+    index's first answer when the caller measures distances its own way (transparent tiles on
+    each cell's colour); cells left over still search the index."""
     if not rules.active:
+        if candidates is not None:
+            return candidates[1][:, 0].reshape(rows, cols)
         return nearest_tiles(index, cells, rows, cols)
     n_cells, n_tiles = rows * cols, len(index)
     cap = rules.cap(n_cells, n_tiles)
     if cap is not None and cap > (1 if rules.unique else (rules.max_uses or 0)):
         log.info("library of %d tiles too small for the cap on %d cells: %d uses each", n_tiles, n_cells, cap)
     if (
-        cap is not None
+        candidates is None
+        and cap is not None
         and rules.min_distance == 0
         and n_cells * n_tiles * min(cap, n_cells) <= EXACT_ASSIGNMENT_LIMIT
     ):
         return assign_optimally(index.features, cells, cap=cap).reshape(rows, cols)
     placer = _Placer(rows, cols, n_tiles, cap=cap, radius=rules.min_distance)
     k = first_k
-    dist, candidates = index.query(cells, k)
+    dist, near = index.query(cells, k) if candidates is None else candidates
     pending = _priority_order(dist)
-    left = placer.place(pending, candidates[pending])
+    left = placer.place(pending, near[pending])
     while left:
         pending = np.array(left, dtype=np.intp)
         free = placer.under_cap()
         k = min(k, len(free))
-        _, candidates = index.subset(free).query(cells[pending], k)
-        left = placer.place(pending, candidates)
+        _, near = index.subset(free).query(cells[pending], k)
+        left = placer.place(pending, near)
         if len(left) == len(pending) and k >= len(free):  # no rule-abiding tile anywhere
             placer.place_least_used(np.array(left, dtype=np.intp))
             break

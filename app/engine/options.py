@@ -29,7 +29,7 @@ from app.engine.matching import Rules
 
 T = TypeVar("T")
 #: How an option's value is written: ``ratio`` is ``W:H`` in a form, ``[W, H]`` in a record.
-Kind = Literal["int", "float", "bool", "choice", "ratio"]
+Kind = Literal["int", "float", "bool", "choice", "ratio", "colour"]
 
 #: The largest mosaic, in pixels, unless the caller passes another limit. The server's
 #: ``TESSERA_MAX_OUTPUT_PIXELS`` defaults to it (about 1 GB of canvas at 4 bytes a pixel).
@@ -38,6 +38,7 @@ MAX_OUTPUT_PIXELS = 250_000_000
 MAX_ASPECT_RATIO = 4
 
 _INTEGER = re.compile(r"[+-]?\d+")
+_HEX_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 
@@ -91,6 +92,8 @@ class Option(Generic[T]):
             return isinstance(value, bool)
         if self.kind == "choice":
             return value in self.choices
+        if self.kind == "colour":  # a word of ``choices`` or #rrggbb
+            return isinstance(value, str) and (value in self.choices or bool(_HEX_COLOUR.fullmatch(value)))
         if self.kind == "ratio":
             return _is_pair(value) and self._allows_ratio(cast(tuple[int, int], value))
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -115,6 +118,8 @@ class Option(Generic[T]):
             return "true or false"
         if self.kind == "choice":
             return f"one of {', '.join(self.choices)}"
+        if self.kind == "colour":
+            return f"{' or '.join(self.choices)} or a colour #rrggbb"
         low, high = self.minimum, self.maximum
         if self.kind == "ratio":
             r = MAX_ASPECT_RATIO
@@ -181,16 +186,18 @@ UNIQUE: Option[bool] = Option(
     "unique", "bool", False, "use each tile at most once (with fewer tiles than cells: as evenly as "
     "possible)",
 )  # fmt: skip
+BACKGROUND: Option[str] = Option(
+    "background", "colour", "cell", "what shows through transparent tiles: cell (each cell's own colour) "
+    "or one colour for all", choices=("cell",), metavar="cell|#RRGGBB",
+)  # fmt: skip
 TINT: Option[float] = Option(
     "tint", "float", 10.0, "shift each tile's colours this % of the way to its cell's colour (0 = tiles "
     "unaltered)", minimum=0, maximum=100, unit="%", metavar="PCT",
 )  # fmt: skip
 
 #: Every mosaic option by name, in the order forms and help list them.
-OPTIONS: Mapping[str, Option[Any]] = {
-    option.name: option
-    for option in (COLS, TILE_SIZE, COLOR_SPACE, CELL_GRID, ASPECT, MAX_USES, MIN_DISTANCE, UNIQUE, TINT)
-}
+_ORDER: tuple[Option[Any], ...] = (COLS, TILE_SIZE, COLOR_SPACE, CELL_GRID, ASPECT, MAX_USES, MIN_DISTANCE)
+OPTIONS: Mapping[str, Option[Any]] = {option.name: option for option in (*_ORDER, UNIQUE, TINT, BACKGROUND)}
 
 
 @dataclass(frozen=True)
@@ -211,6 +218,7 @@ class MosaicParams:
     min_distance: int = MIN_DISTANCE.default  # cells within this distance never hold the same tile
     unique: bool = UNIQUE.default  # each tile at most once (when the library has as many tiles as cells)
     tint: float = TINT.default  # % of the way each placed tile's mean colour is shifted to its cell's
+    background: str = BACKGROUND.default  # behind transparent tiles: "cell" or "#rrggbb"
     max_output_pixels: int | None = MAX_OUTPUT_PIXELS  # None = only the format's limits
 
     @classmethod
@@ -251,6 +259,14 @@ class MosaicParams:
     def rules(self) -> Rules:
         """The repetition rules these parameters ask for."""
         return Rules(max_uses=self.max_uses, min_distance=self.min_distance, unique=self.unique)
+
+    @property
+    def background_rgb(self) -> tuple[int, int, int] | None:
+        """The fixed background as (r, g, b), or None for ``cell`` (each cell's own colour)."""
+        if self.background == "cell":
+            return None
+        value = self.background.lstrip("#")
+        return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
 
     @property
     def tile_shape(self) -> tuple[int, int]:
@@ -322,6 +338,7 @@ def _to_ratio(raw: object) -> tuple[int, int] | None:
 
 _PARSERS: dict[Kind, Callable[[object], object]] = {
     "int": _to_int, "float": _to_float, "bool": _to_bool, "choice": _to_str, "ratio": _to_ratio,
+    "colour": _to_str,
 }  # fmt: skip
 
 

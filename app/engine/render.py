@@ -27,6 +27,8 @@ def stitch(
     grid: NDArray[np.intp],
     *,
     cell_offsets: NDArray[np.floating] | None = None,
+    alpha: NDArray[np.uint8] | None = None,
+    backgrounds: NDArray[np.floating] | None = None,
     progress: Progress | None = None,
 ) -> NDArray[np.uint8]:
     """Lay ``tiles`` ``(n, h, w, 3)`` out as ``grid`` ``(rows, cols)`` says: one array
@@ -38,6 +40,10 @@ def stitch(
     ``(rows, cols, 3)``, in 0..255 RGB units, is added to every pixel of the tile in that cell
     (colour correction, ``tint``), clipped to 0..255; ``None`` leaves the tiles untouched.
     ``progress(done, total)`` is called after each strip.
+
+    With ``alpha`` ``(n, h, w)`` (the tiles' opacity; ``tiles`` then hold them composited onto
+    white) each cell's tile is laid over its ``backgrounds`` ``(rows, cols, 3)`` colour first:
+    ``tile + (1 - alpha / 255) * (background - 255)``, one vectorised step per strip.
     """
     rows, cols = grid.shape
     _, h, w, _ = tiles.shape
@@ -50,8 +56,14 @@ def stitch(
     words = out.base.view(np.uint32).reshape(rows * h, cols * w)  # type: ignore[union-attr]
     strips = words.reshape(rows, h, cols, w)  # a view: strips[r, :, c] is the cell (r, c)
     rgb_strips = out.reshape(rows, h, cols, w, 3)
+    see_through = None if alpha is None or backgrounds is None else alpha[used]
     for r in range(rows):
         strips[r].transpose(1, 0, 2)[...] = pixels[local[r]]  # only (cols, h, w) is temporary
+        if see_through is not None and backgrounds is not None:
+            clear = (255 - see_through[local[r]].astype(np.float32)) / 255.0  # (cols, h, w)
+            shift = clear[..., None] * (np.asarray(backgrounds[r], np.float32)[:, None, None, :] - 255.0)
+            strip = rgb_strips[r].transpose(1, 0, 2, 3)  # (cols, h, w, 3) view
+            np.clip(np.rint(strip + shift), 0, 255, out=strip, casting="unsafe")
         if cell_offsets is not None:
             strip = rgb_strips[r]  # (h, cols, w, 3)
             shift = np.rint(cell_offsets[r]).astype(np.int16)[None, :, None, :]  # over h and w

@@ -52,6 +52,7 @@ def test_upload_make_download_and_reload(
     assert "/s/" in page.url
     session_id = page.url.rsplit("/", 1)[-1]
     assert "30 × 30 tiles" in page.text_content("#result-stats")
+    assert "behind transparent tiles: each cell's own colour" in page.text_content("#result-stats")
 
     with page.expect_download() as info:
         page.click("#download")

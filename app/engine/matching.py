@@ -42,26 +42,49 @@ FIRST_K = 16
 #: Largest cells x tile-slots cost matrix solved exactly (about 0.3 s and 16 MB at the limit).
 EXACT_ASSIGNMENT_LIMIT = 2_000_000
 _STALLED = 0.5  # a round that places less than half its cells doubles k
+#: The automatic cap (``max_uses`` left empty): no tile in more than this share of the cells ...
+AUTO_SHARE = 0.02
+#: ... or this share when the library has fewer than :data:`SMALL_LIBRARY` tiles.
+SMALL_LIBRARY_SHARE = 0.04
+SMALL_LIBRARY = 500
+#: Distance rules up to this are kept by the neighbour repair (:mod:`app.engine.spread`) after a
+#: capped assignment; larger ones, and libraries with no more tiles than a neighbourhood has cells,
+#: by the greedy pass.
+REPAIR_RADIUS = 2
 
 
 @dataclass(frozen=True)
 class Rules:
     """Repetition rules. ``max_uses`` ``None`` = no cap; ``min_distance`` 0 = no distance rule:
     with ``D > 0`` two cells within ``D`` cells of each other (Chebyshev distance: rows and columns
-    both differ by at most ``D``) never hold the same tile; ``unique`` = each tile at most once."""
+    both differ by at most ``D``) never hold the same tile; ``unique`` = each tile at most once;
+    ``auto_cap`` (when ``max_uses`` is ``None``): no tile in more than :data:`AUTO_SHARE` of the
+    cells (:data:`SMALL_LIBRARY_SHARE` when the library has under :data:`SMALL_LIBRARY` tiles)."""
 
     max_uses: int | None = None
     min_distance: int = 0
     unique: bool = False
+    auto_cap: bool = False
 
     @property
     def active(self) -> bool:
-        return self.unique or self.max_uses is not None or self.min_distance > 0
+        return self.unique or self.max_uses is not None or self.min_distance > 0 or self.auto_cap
+
+    def wanted(self, n_cells: int, n_tiles: int) -> int | None:
+        """The uses per tile the rules ask for (before any raise); ``None`` when there is no cap."""
+        if self.unique:
+            return 1
+        if self.max_uses is not None:
+            return self.max_uses
+        if self.auto_cap:
+            share = AUTO_SHARE if n_tiles >= SMALL_LIBRARY else SMALL_LIBRARY_SHARE
+            return max(1, math.ceil(share * n_cells))
+        return None
 
     def cap(self, n_cells: int, n_tiles: int) -> int | None:
         """The uses allowed per tile, raised to ``ceil(cells / tiles)`` when the library is too
         small for the requested cap; ``None`` when there is no cap."""
-        wanted = 1 if self.unique else self.max_uses
+        wanted = self.wanted(n_cells, n_tiles)
         if wanted is None:
             return None
         return max(wanted, math.ceil(n_cells / n_tiles))
@@ -75,7 +98,7 @@ def raised_rules(rules: Rules, grid: NDArray[np.intp], n_tiles: int) -> list[dic
     rows, cols = grid.shape
     n_cells = rows * cols
     raised: list[dict[str, object]] = []
-    wanted = 1 if rules.unique else rules.max_uses
+    wanted = rules.wanted(n_cells, n_tiles)
     if wanted is not None:
         most = int(np.bincount(grid.ravel(), minlength=n_tiles).max())
         if most > wanted:
@@ -85,7 +108,8 @@ def raised_rules(rules: Rules, grid: NDArray[np.intp], n_tiles: int) -> list[dic
                 "asked": wanted,
                 "used": most,
                 "reason": f"{n_cells} cells with at most {wanted} use{'s' if wanted > 1 else ''} of a tile "
-                f"need {needed} tiles, the library has {n_tiles}: tiles are reused as evenly as it allows",
+                f"{_automatic(rules, n_tiles)}need {needed} tiles, the library has {n_tiles}: tiles are "
+                "reused as evenly as it allows",
                 "tiles_needed": needed,
             })  # fmt: skip
     if rules.min_distance > 0:
@@ -102,6 +126,14 @@ def raised_rules(rules: Rules, grid: NDArray[np.intp], n_tiles: int) -> list[dic
                 "tiles_needed": needed,
             })  # fmt: skip
     return raised
+
+
+def _automatic(rules: Rules, n_tiles: int) -> str:
+    """How the reason names the automatic cap; ``""`` for a cap the user chose."""
+    if rules.unique or rules.max_uses is not None or not rules.auto_cap:
+        return ""
+    share = AUTO_SHARE if n_tiles >= SMALL_LIBRARY else SMALL_LIBRARY_SHARE
+    return f"(the automatic cap, {share:.0%} of the cells) "
 
 
 def closest_repeat(grid: NDArray[np.intp], *, up_to: int | None = None) -> int:
@@ -152,6 +184,13 @@ def choose_tiles(
     cap = rules.cap(n_cells, n_tiles)
     if cap is not None and cap > (1 if rules.unique else (rules.max_uses or 0)):
         log.info("library of %d tiles too small for the cap on %d cells: %d uses each", n_tiles, n_cells, cap)
+    if 0 < rules.min_distance <= REPAIR_RADIUS and n_tiles > (2 * rules.min_distance + 1) ** 2:
+        from app.engine.spread import spread_out  # here: spread imports this module
+
+        capped = choose_tiles(
+            index, cells, rows, cols, rules=Rules(max_uses=cap), first_k=first_k, candidates=candidates
+        )
+        return spread_out(index, cells, capped, cap=cap, radius=rules.min_distance, candidates=candidates)
     if (
         candidates is None
         and cap is not None

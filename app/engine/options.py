@@ -173,13 +173,15 @@ ASPECT: Option[tuple[int, int]] = Option(
     maximum=100, metavar="W:H",
 )  # fmt: skip
 MAX_USES: Option[int | None] = Option(
-    "max_uses", "int", None, "use no tile more than N times (raised to the least that fits a small "
-    "library)", minimum=1, metavar="N", optional=True, none_means="no cap",
+    "max_uses", "int", None, "use no tile more than N times; empty: no tile in more than 2 % of the cells "
+    "(4 % with under 500 tiles); 0: no cap (raised to the least that fits a small library)", minimum=0,
+    metavar="N", optional=True, none_means="2 % of the cells (4 % with under 500 tiles)",
 )  # fmt: skip
 # 20, not more: each placed cell scans the (2D + 1)^2 cells around it, and keeping the rule needs
 # that many distinct tiles (1,681 at 20); the schema and page once allowed 50, the engine never did.
 MIN_DISTANCE: Option[int] = Option(
-    "min_distance", "int", 0, "never place one tile twice within D cells (0 = no rule)", minimum=0,
+    "min_distance", "int", 1, "never place one tile twice within D cells (1 = never next to itself, "
+    "diagonals too; 0 = no rule)", minimum=0,
     maximum=20, unit="cells", metavar="D",
 )  # fmt: skip
 UNIQUE: Option[bool] = Option(
@@ -214,7 +216,7 @@ class MosaicParams:
     color_space: ColorSpace = COLOR_SPACE.default
     cell_grid: int = CELL_GRID.default  # each cell described by cell_grid x cell_grid mean colours
     aspect: tuple[int, int] = ASPECT.default  # cell width : height
-    max_uses: int | None = MAX_USES.default  # uses allowed per tile; None = no cap
+    max_uses: int | None = MAX_USES.default  # uses allowed per tile; None = automatic, 0 = no cap
     min_distance: int = MIN_DISTANCE.default  # cells within this distance never hold the same tile
     unique: bool = UNIQUE.default  # each tile at most once (when the library has as many tiles as cells)
     tint: float = TINT.default  # % of the way each placed tile's mean colour is shifted to its cell's
@@ -258,7 +260,9 @@ class MosaicParams:
     @property
     def rules(self) -> Rules:
         """The repetition rules these parameters ask for."""
-        return Rules(max_uses=self.max_uses, min_distance=self.min_distance, unique=self.unique)
+        cap = None if self.max_uses in (None, 0) else self.max_uses
+        auto = self.max_uses is None
+        return Rules(max_uses=cap, min_distance=self.min_distance, unique=self.unique, auto_cap=auto)
 
     @property
     def background_rgb(self) -> tuple[int, int, int] | None:

@@ -49,7 +49,7 @@ def spread_out(
     colour); a cell's tile outside its candidates then costs its distance in the index."""
     rows, cols = grid.shape
     n_tiles = len(index)
-    features = index.features
+    features = np.asarray(index.features, dtype=np.float64)
     points = np.asarray(cells, dtype=np.float64)
     dist, cand = index.query(points, min(k + 1, n_tiles)) if candidates is None else candidates
     tiles = grid.ravel().astype(np.intp).copy()

@@ -66,7 +66,7 @@ def test_just_outside_a_bound_is_refused_naming_the_option(option: Option[Any]) 
         ("aspect", "0:1"),
         ("aspect", f"{MAX_ASPECT_RATIO + 1}:1"),
         ("aspect", "101:101"),
-        ("max_uses", "0"),
+        ("max_uses", "-1"),
         ("unique", "maybe"),
         ("background", "red"),
         ("background", "#12345"),

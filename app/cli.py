@@ -239,7 +239,7 @@ def _zoom_outputs(
     if args.dzi:
         t = time.perf_counter()
         folder = Path(args.dzi)
-        source = GridSource.from_tiles(tiles, result.grid, cell_size, result.cell_offsets)
+        source = GridSource.from_tiles(tiles, result.grid, cell_size, result.cell_offsets, result.backgrounds)
         layout = write_pyramid(source, folder, workers=2)
         if not args.quiet:
             print(f"wrote {folder / 'mosaic.dzi'} ({layout.levels} levels, {layout.tile_total()} tiles) "

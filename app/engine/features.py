@@ -163,7 +163,9 @@ def compress_chroma(lab: NDArray[np.floating], k: float) -> NDArray[np.float64]:
 
 
 def on_background(
-    white: NDArray[np.floating], opacity: NDArray[np.floating], background: NDArray[np.floating] | float
+    white: NDArray[np.floating],
+    opacity: NDArray[np.floating],
+    background: NDArray[np.floating] | NDArray[np.uint8] | float,
 ) -> NDArray[np.float64]:
     """Colours ``(..., 3)`` of tile pixels or block means as they show on ``background`` (sRGB
     0..255, broadcast against ``white``), from the same composited onto white ``white`` and their

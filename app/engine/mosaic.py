@@ -59,6 +59,9 @@ class MosaicResult:
     #: adjacent_same (8-neighbourhood), library_used.
     quality: dict[str, float | int] = field(default_factory=dict)
     cell_offsets: NDArray[np.int16] | None = None
+    #: ``uint8`` ``(rows, cols, 3)``: the colour behind each cell's transparent tile (None when every
+    #: tile is opaque); with ``grid`` and ``cell_offsets`` it redraws the mosaic exactly.
+    backgrounds: NDArray[np.uint8] | None = None
     #: The rules the library was too small for (:func:`app.engine.matching.raised_rules`).
     rules_raised: list[dict[str, object]] = field(default_factory=list)
 
@@ -200,7 +203,8 @@ def make_mosaic(
     backgrounds = None
     shown = placed_means[local]
     if placed_alpha is not None:
-        backgrounds = cover_means if fixed is None else np.broadcast_to(np.array(fixed, float), shown.shape)
+        colours = cover_means if fixed is None else np.broadcast_to(np.array(fixed, float), shown.shape)
+        backgrounds = np.clip(np.rint(colours), 0, 255).astype(np.uint8)  # as stored, so redraws agree
         opacity = block_means(placed_alpha[..., None], 1)[:, 0, 0, 0] / 255.0
         shown = on_background(shown, opacity[local], backgrounds)
     offsets = tint_offsets(cover_means, shown, params.tint)
@@ -212,7 +216,17 @@ def make_mosaic(
     quality = quality_report(cover_means, placed_means, local, offsets, library_size=len(tiles), shown=shown)
     timings["total"] = time.perf_counter() - t0
     shifts = None if offsets is None else np.rint(offsets).astype(np.int16)  # as stitch applies them
-    return MosaicResult(mosaic, grid, list(tiles.names), params, timings, quality, shifts, raised)
+    return MosaicResult(
+        mosaic,
+        grid,
+        list(tiles.names),
+        params,
+        timings,
+        quality,
+        shifts,
+        backgrounds=backgrounds,
+        rules_raised=raised,
+    )
 
 
 def build_index_on(

@@ -28,7 +28,7 @@ def stitch(
     *,
     cell_offsets: NDArray[np.floating] | None = None,
     alpha: NDArray[np.uint8] | None = None,
-    backgrounds: NDArray[np.floating] | None = None,
+    backgrounds: NDArray[np.floating] | NDArray[np.uint8] | None = None,
     progress: Progress | None = None,
 ) -> NDArray[np.uint8]:
     """Lay ``tiles`` ``(n, h, w, 3)`` out as ``grid`` ``(rows, cols)`` says: one array
@@ -60,10 +60,8 @@ def stitch(
     for r in range(rows):
         strips[r].transpose(1, 0, 2)[...] = pixels[local[r]]  # only (cols, h, w) is temporary
         if see_through is not None and backgrounds is not None:
-            clear = (255 - see_through[local[r]].astype(np.float32)) / 255.0  # (cols, h, w)
-            shift = clear[..., None] * (np.asarray(backgrounds[r], np.float32)[:, None, None, :] - 255.0)
             strip = rgb_strips[r].transpose(1, 0, 2, 3)  # (cols, h, w, 3) view
-            np.clip(np.rint(strip + shift), 0, 255, out=strip, casting="unsafe")
+            strip[...] = lay_over(strip, see_through[local[r]], backgrounds[r])
         if cell_offsets is not None:
             strip = rgb_strips[r]  # (h, cols, w, 3)
             shift = np.rint(cell_offsets[r]).astype(np.int16)[None, :, None, :]  # over h and w
@@ -71,6 +69,17 @@ def stitch(
         if progress is not None:
             progress(r + 1, rows)
     return out
+
+
+def lay_over(
+    tiles: NDArray[np.uint8], alpha: NDArray[np.uint8], backgrounds: NDArray[np.floating] | NDArray[np.uint8]
+) -> NDArray[np.uint8]:
+    """Tiles ``(..., h, w, 3)`` stored composited onto white, with their opacity ``alpha``
+    ``(..., h, w)``, as they show on ``backgrounds`` ``(..., 3)`` (one colour per tile):
+    ``tile + (1 - alpha / 255) * (background - 255)``, rounded and clipped."""
+    clear = (255 - alpha.astype(np.float32)) / 255.0
+    shift = clear[..., None] * (np.asarray(backgrounds, np.float32)[..., None, None, :] - 255.0)
+    return np.clip(np.rint(tiles + shift), 0, 255).astype(np.uint8)
 
 
 def new_canvas(height: int, width: int) -> NDArray[np.uint8]:

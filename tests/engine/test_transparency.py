@@ -10,6 +10,7 @@ from PIL import Image
 
 from app.engine import MosaicParams, TileSet, make_mosaic
 from app.engine.features import cell_means
+from app.engine.pyramid import GridSource
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +65,13 @@ def test_by_default_each_cell_shows_its_own_colour_behind_the_tile(corpus: Path,
     assert result.image.mean() < white.image.mean() - 10
     cover_mean = np.asarray(Image.open(cover).convert("RGB"), dtype=float).mean()
     assert abs(result.image.mean() - cover_mean) < abs(white.image.mean() - cover_mean)
+
+
+@pytest.mark.parametrize("background", ["cell", "#203040"])
+def test_the_zoom_pyramid_redraws_the_same_composite(corpus: Path, emoji: TileSet, background: str) -> None:
+    params = MosaicParams(cols=12, tile_size=16, background=background)  # tint on: offsets too
+    result = make_mosaic(corpus / "covers" / "mate-LadyBird.jpg", emoji, params)
+    assert result.backgrounds is not None and result.backgrounds.shape == (*result.grid.shape, 3)
+    source = GridSource.from_tiles(emoji, result.grid, (16, 16), result.cell_offsets, result.backgrounds)
+    width, height = source.size
+    assert np.array_equal(source.region((0, 0, width, height)), result.image)

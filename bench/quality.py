@@ -49,6 +49,8 @@ COVERS = [
 SETTINGS: dict[str, dict[str, Any]] = {
     "default": {},
     "tint0": {"tint": 0},
+    "bg-white": {"tint": 0, "background": "#ffffff"},
+    "bg-black": {"tint": 0, "background": "#000000"},
     "free": {"max_uses": 0, "min_distance": 0},
     "free-tint0": {"max_uses": 0, "min_distance": 0, "tint": 0},
     "grid1": {"cell_grid": 1, "tint": 0},

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 from app.engine import (
     OPTIONS,
@@ -202,7 +203,7 @@ def _make(args: argparse.Namespace) -> int:
     try:
         result = make_mosaic(cover, tiles, params)
         t = time.perf_counter()
-        _write_atomically(result.image, output, fmt, args.quality)
+        _write_atomically(result.image, output, fmt, args.quality, params.dpi)
         encode_s = time.perf_counter() - t
         _zoom_outputs(args, result, tiles, spec)
     except ImageRejected as exc:
@@ -219,6 +220,11 @@ def _make(args: argparse.Namespace) -> int:
         print(
             f"wrote {output} ({report['width']}x{report['height']} px, "
             f"{result.cols}x{result.rows} tiles of {params.tile_shape[0]}x{params.tile_shape[1]} px)"
+        )
+        size = cast(dict[str, float], report["print"])
+        print(
+            f"print: {size['width_cm']} x {size['height_cm']} cm "
+            f"({size['width_in']} x {size['height_in']} in) at {size['dpi']} dpi"
         )
         _print_quality(result.quality)
         _print_raised(result.rules_raised)
@@ -289,11 +295,11 @@ def _print_tiles(tiles: TileSet) -> None:
         print(f"  ... and {len(rest)} more rejected: {summary}")
 
 
-def _write_atomically(image: object, output: Path, fmt: str, quality: int) -> None:
+def _write_atomically(image: object, output: Path, fmt: str, quality: int, dpi: int) -> None:
     tmp = output.with_name(f".{output.name}.part")
     try:
         with open(tmp, "wb") as fh:
-            encode(image, fh, fmt, quality=quality)  # type: ignore[arg-type]
+            encode(image, fh, fmt, quality=quality, dpi=dpi)  # type: ignore[arg-type]
         os.replace(tmp, output)
     finally:
         tmp.unlink(missing_ok=True)

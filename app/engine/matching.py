@@ -146,7 +146,7 @@ def closest_repeat(grid: NDArray[np.intp], *, up_to: int | None = None) -> int:
         for dr in range(0, d + 1):
             for dc in range(-d, d + 1):
                 if max(dr, abs(dc)) != d or (dr == 0 and dc <= 0) or dr >= rows or abs(dc) >= cols:
-                    continue
+                    continue  # not on the ring at d, counted already, or off a narrow grid
                 a = grid[: rows - dr, max(0, -dc) : cols - max(0, dc)]
                 b = grid[dr:, max(0, dc) : cols - max(0, -dc)]
                 if (a == b).any():

@@ -25,7 +25,7 @@ from app.engine.index import TileIndex
 from app.engine.matching import choose_tiles, raised_rules
 from app.engine.options import MosaicParams
 from app.engine.quality import quality_report
-from app.engine.render import check_output_size, stitch
+from app.engine.render import check_output_size, print_size, stitch
 from app.engine.tiles import TileSet
 
 #: ``progress(stage, done, total)``; stages are "cover", "match" and "render".
@@ -90,6 +90,7 @@ class MosaicResult:
             "quality": dict(self.quality),
             "rules_raised": [dict(rule) for rule in self.rules_raised],
             "params": self.params.to_record(),
+            "print": print_size(int(self.image.shape[1]), int(self.image.shape[0]), self.params.dpi),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
         }
 

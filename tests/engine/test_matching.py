@@ -123,3 +123,23 @@ def test_rules_raised_names_what_a_small_library_could_not_keep() -> None:
     enough = TileIndex(np.arange(20.0)[:, None])
     kept = choose_tiles(enough, np.zeros((16, 1)), 4, 4, rules=rules)
     assert raised_rules(rules, kept, 20) == []
+
+
+def test_closest_repeat_on_grids_narrower_than_the_distance() -> None:
+    """The engine's repeat measure agrees with a brute-force pairwise look on wide, tall and
+    tiny grids, also when the distance asked for is larger than the grid (no crash)."""
+    from app.engine.matching import closest_repeat as engine_closest_repeat
+
+    rng = np.random.default_rng(7)
+    for shape in [(1, 9), (9, 1), (3, 11), (11, 7), (2, 2), (1, 1)]:
+        grid = rng.integers(0, 6, size=shape)
+        cells = [(r, c) for r in range(shape[0]) for c in range(shape[1])]
+        dists = [
+            max(abs(r1 - r2), abs(c1 - c2))
+            for i, (r1, c1) in enumerate(cells)
+            for (r2, c2) in cells[i + 1 :]
+            if grid[r1, c1] == grid[r2, c2]
+        ]
+        brute = min(dists) if dists else max(shape)
+        assert engine_closest_repeat(grid) == brute
+        assert engine_closest_repeat(grid, up_to=20) == (brute if dists else 21)

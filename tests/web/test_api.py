@@ -127,14 +127,21 @@ def test_one_shot_mosaic(client: TestClient, corpus: Path, photo_tiles: list[Pat
     response = client.post(
         "/api/mosaics",
         files=[("cover", (cover.name, cover.read_bytes(), "image/jpeg")), *files_of(photo_tiles[:120])],
-        data={"cols": "24", "tile_size": "12", "format": "webp"},
+        data={"cols": "24", "tile_size": "12", "format": "webp", "dpi": "600"},
     )
     assert response.status_code == 202, response.text
     mosaic = wait_for(lambda: client.get(response.json()["status_url"]).json(), until={"ready", "failed"})
     assert mosaic["state"] == "ready", mosaic
     image = client.get(mosaic["image_url"])
     assert image.headers["content-type"] == "image/webp"
-    assert Image.open(io.BytesIO(image.content)).size == (24 * 12, mosaic["rows"] * 12)
+    with Image.open(io.BytesIO(image.content)) as im:
+        assert im.size == (24 * 12, mosaic["rows"] * 12)
+        assert im.getexif()[282] == 600  # WebP carries the dpi in EXIF
+    width_in, height_in = 24 * 12 / 600, mosaic["rows"] * 12 / 600
+    assert mosaic["report"]["print"] == {
+        "dpi": 600, "width_cm": round(width_in * 2.54, 1), "height_cm": round(height_in * 2.54, 1),
+        "width_in": round(width_in, 2), "height_in": round(height_in, 2),
+    }  # fmt: skip
 
 
 def test_delete_removes_everything(client: TestClient, corpus: Path, photo_tiles: list[Path]) -> None:

@@ -8,6 +8,11 @@ no rule. Cells whose ``k`` candidates are all taken are searched again among the
 the cap only (with ``k`` doubled when the distance rule blocks most of them), so the work stays
 proportional to ``cells * k``.
 
+The default rules (``min_distance`` 1 and the automatic cap, :data:`AUTO_SHARE` of the cells) and
+any distance rule up to :data:`REPAIR_RADIUS` are kept in two steps: the capped placement without
+the distance rule, then :func:`app.engine.spread.spread_out`, which moves cells off tiles that repeat
+nearby onto their nearest allowed candidates, a whole phase of mutually distant cells at a time.
+
 When there is a cap but no distance rule and the problem is small (cells x tile slots up to
 :data:`EXACT_ASSIGNMENT_LIMIT`), the placement is instead the optimal one: scipy's
 ``linear_sum_assignment`` over ``cap`` slots per tile minimises the summed feature distance. The

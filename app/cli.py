@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sqlite3
 import sys
 import time
 from collections import Counter
@@ -21,14 +22,16 @@ from app.engine import (
     ImageRejected,
     MosaicParams,
     TileSet,
-    encode,
     format_for_path,
     load_cover,
     make_mosaic,
 )
 from app.engine.animate import KINDS, VIDEO_FORMATS, AnimationSpec, Kind, make_animation, scene_of
-from app.engine.mosaic import MosaicResult
+from app.engine.mosaic import MosaicResult, write_mosaic
+from app.engine.options import MAX_OUTPUT_PIXELS
 from app.engine.pyramid import GridSource, write_pyramid
+from app.engine.render import MAX_TIFF_PIXELS
+from app.engine.tile_cache import CacheUse, TileCache, default_cache_dir, load_tiles
 
 log = logging.getLogger(__name__)
 _SHOWN_REJECTIONS = 20
@@ -58,12 +61,20 @@ def _parser() -> argparse.ArgumentParser:
     make.add_argument("cover", help="the picture to re-create")
     make.add_argument("tiles", nargs="+", help="tile photos, or folders of them (walked recursively)")
     make.add_argument(
-        "-o", "--output", default="mosaic.jpg", help="output file; .jpg, .png or .webp (default: mosaic.jpg)"
+        "-o",
+        "--output",
+        default="mosaic.jpg",
+        help="output file; .jpg, .png, .webp or .tif (a print file, streamed; default: mosaic.jpg)",
     )
     _add_mosaic_options(make)
     make.add_argument("--quality", type=int, default=90, help="JPEG/WebP quality (default: %(default)s)")
     make.add_argument("--workers", type=int, default=None, help="decoding threads (default: all cores)")
     make.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    make.add_argument(
+        "--cache", metavar="DIR", default=None,
+        help="tile cache folder (default: TESSERA_CACHE_DIR, else $XDG_CACHE_HOME/tessera)",
+    )  # fmt: skip
+    make.add_argument("--no-cache", action="store_true", help="decode every tile; read and write no cache")
     see = make.add_argument_group("zoom: a Deep Zoom pyramid and an animation of the mosaic")
     see.add_argument("--dzi", metavar="FOLDER", help="also write FOLDER/mosaic.dzi and FOLDER/mosaic_files/")
     see.add_argument("--animate", metavar="FILE", help="also write an animation; .mp4, .gif or .webp")
@@ -177,8 +188,9 @@ def _make(args: argparse.Namespace) -> int:
     _configure_logging("WARNING")
     output = Path(args.output)
     try:
-        params = MosaicParams.from_form(vars(args))
         fmt = format_for_path(output)
+        limit = MAX_TIFF_PIXELS if fmt == "tiff" else MAX_OUTPUT_PIXELS  # a TIFF is streamed
+        params = MosaicParams.from_form(vars(args), max_output_pixels=limit)
         if not output.parent.is_dir():
             raise BadParameter("output", f"folder {str(output.parent)!r} does not exist")
         spec = _animation_spec(args)
@@ -195,15 +207,17 @@ def _make(args: argparse.Namespace) -> int:
         return _fail(f"bad {_option(exc.field)}: {exc.message}", code=2)
 
     bar = _ProgressBar("tiles", enabled=not args.quiet and sys.stderr.isatty())
-    tiles = TileSet.from_paths(args.tiles, size=params.tile_shape, workers=args.workers, progress=bar)
+    tiles, use = _load_tiles(args, params.tile_shape, bar)
     bar.close()
     decode_s = time.perf_counter() - started
     if not args.quiet:
         _print_tiles(tiles)
+        if use is not None:
+            print(f"tile cache: {use.cached} from the cache, {use.decoded} decoded")
     try:
-        result = make_mosaic(cover, tiles, params)
+        result = make_mosaic(cover, tiles, params, stitched=fmt != "tiff")
         t = time.perf_counter()
-        _write_atomically(result.image, output, fmt, args.quality, params.dpi)
+        _write_atomically(result, output, fmt, args.quality)
         encode_s = time.perf_counter() - t
         _zoom_outputs(args, result, tiles, spec)
     except ImageRejected as exc:
@@ -235,6 +249,26 @@ def _make(args: argparse.Namespace) -> int:
             f"total {time.perf_counter() - started:.2f} s"
         )
     return 0
+
+
+def _load_tiles(
+    args: argparse.Namespace, shape: tuple[int, int], bar: _ProgressBar
+) -> tuple[TileSet, CacheUse | None]:
+    """The tiles, through the tile cache unless ``--no-cache`` (or the cache cannot be opened)."""
+    if not args.no_cache:
+        folder = (
+            args.cache or os.environ.get("TESSERA_CACHE_DIR") or default_cache_dir()
+        )  # Settings.cache_dir
+        try:
+            cache = TileCache(folder)
+        except (OSError, sqlite3.Error) as exc:
+            print(f"tessera: tile cache {folder} unusable ({exc}); decoding every tile", file=sys.stderr)
+        else:
+            try:
+                return load_tiles(args.tiles, size=shape, cache=cache, workers=args.workers, progress=bar)
+            finally:
+                cache.close()
+    return TileSet.from_paths(args.tiles, size=shape, workers=args.workers, progress=bar), None
 
 
 def _zoom_outputs(
@@ -295,11 +329,11 @@ def _print_tiles(tiles: TileSet) -> None:
         print(f"  ... and {len(rest)} more rejected: {summary}")
 
 
-def _write_atomically(image: object, output: Path, fmt: str, quality: int, dpi: int) -> None:
+def _write_atomically(result: MosaicResult, output: Path, fmt: str, quality: int) -> None:
     tmp = output.with_name(f".{output.name}.part")
     try:
         with open(tmp, "wb") as fh:
-            encode(image, fh, fmt, quality=quality, dpi=dpi)  # type: ignore[arg-type]
+            write_mosaic(result, fh, fmt, quality=quality)
         os.replace(tmp, output)
     finally:
         tmp.unlink(missing_ok=True)

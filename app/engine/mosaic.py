@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,7 +27,8 @@ from app.engine.index import TileIndex
 from app.engine.matching import choose_tiles, raised_rules
 from app.engine.options import MosaicParams
 from app.engine.quality import quality_report
-from app.engine.render import check_output_size, print_size, stitch
+from app.engine.render import Progress, check_output_size, encode, lay_over, print_size, stitch
+from app.engine.tiff import cell_bands, write_tiff
 from app.engine.tiles import TileSet
 
 #: ``progress(stage, done, total)``; stages are "cover", "match" and "render".
@@ -42,7 +45,8 @@ class MosaicResult:
     Attributes
     ----------
     image
-        ``uint8`` ``(rows * tile_h, cols * tile_w, 3)``.
+        ``uint8`` ``(rows * tile_h, cols * tile_w, 3)``; None when made with ``stitched=False``
+        (a print file streamed from ``placed`` by :func:`write_mosaic`, never held whole).
     grid
         ``(rows, cols)`` index into ``tile_names`` of the tile placed in each cell.
     cell_offsets
@@ -50,7 +54,7 @@ class MosaicResult:
         None. With ``grid`` and the tiles it redraws the mosaic exactly (zoom pyramids, animations).
     """
 
-    image: NDArray[np.uint8]
+    image: NDArray[np.uint8] | None
     grid: NDArray[np.intp]
     tile_names: list[str]
     params: MosaicParams
@@ -64,6 +68,10 @@ class MosaicResult:
     backgrounds: NDArray[np.uint8] | None = None
     #: The rules the library was too small for (:func:`app.engine.matching.raised_rules`).
     rules_raised: list[dict[str, object]] = field(default_factory=list)
+    #: The tiles placed, at output size ``(n_used, tile_h, tile_w, 3)``, and ``(rows, cols)``
+    #: indices into them: what :func:`write_mosaic` streams a mosaic made unstitched from.
+    placed: NDArray[np.uint8] | None = None
+    local: NDArray[np.intp] | None = None
 
     @property
     def rows(self) -> int:
@@ -73,7 +81,17 @@ class MosaicResult:
     def cols(self) -> int:
         return int(self.grid.shape[1])
 
+    @property
+    def width(self) -> int:
+        return self.cols * self.params.tile_shape[0]
+
+    @property
+    def height(self) -> int:
+        return self.rows * self.params.tile_shape[1]
+
     def to_image(self) -> Image.Image:
+        if self.image is None:
+            raise ValueError("this mosaic was made unstitched; write_mosaic streams it")
         return Image.fromarray(self.image, mode="RGB")
 
     def report(self) -> dict[str, object]:
@@ -82,15 +100,15 @@ class MosaicResult:
         return {
             "cols": self.cols,
             "rows": self.rows,
-            "width": int(self.image.shape[1]),
-            "height": int(self.image.shape[0]),
+            "width": self.width,
+            "height": self.height,
             "distinct_tiles": int((counts > 0).sum()),
             "max_uses": int(counts.max()),
             "background": self.params.background,
             "quality": dict(self.quality),
             "rules_raised": [dict(rule) for rule in self.rules_raised],
             "params": self.params.to_record(),
-            "print": print_size(int(self.image.shape[1]), int(self.image.shape[0]), self.params.dpi),
+            "print": print_size(self.width, self.height, self.params.dpi),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
         }
 
@@ -145,8 +163,12 @@ def make_mosaic(
     cover_name: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: StageProgress | None = None,
+    stitched: bool = True,
 ) -> MosaicResult:
     """Make a photo mosaic of ``cover`` from ``tiles``.
+
+    ``stitched=False`` leaves the picture unstitched (``image`` None): :func:`write_mosaic`
+    streams it into a TIFF band by band, so its size is not bounded by memory.
 
     ``index`` may be passed when the caller keeps one per library (it must have been built by
     :func:`build_index` with the same ``color_space`` and ``cell_grid``).
@@ -209,25 +231,44 @@ def make_mosaic(
         opacity = block_means(placed_alpha[..., None], 1)[:, 0, 0, 0] / 255.0
         shown = on_background(shown, opacity[local], backgrounds)
     offsets = tint_offsets(cover_means, shown, params.tint)
-    mosaic = stitch(
-        placed, local, cell_offsets=offsets, alpha=placed_alpha, backgrounds=backgrounds,
-        progress=partial(report, "render"),
-    )  # fmt: skip
+    mosaic = None
+    if stitched:
+        mosaic = stitch(
+            placed, local, cell_offsets=offsets, alpha=placed_alpha, backgrounds=backgrounds,
+            progress=partial(report, "render"),
+        )  # fmt: skip
+    elif placed_alpha is not None and backgrounds is not None:  # streamed: each cell's own composite
+        placed = lay_over(placed[local], placed_alpha[local], backgrounds).reshape(-1, tile_h, tile_w, 3)
+        local = np.arange(local.size, dtype=np.intp).reshape(local.shape)
     timings["render"] = time.perf_counter() - t
     quality = quality_report(cover_means, placed_means, local, offsets, library_size=len(tiles), shown=shown)
     timings["total"] = time.perf_counter() - t0
     shifts = None if offsets is None else np.rint(offsets).astype(np.int16)  # as stitch applies them
+    streamed = (None, None) if stitched else (placed, local)  # only kept when they are needed
     return MosaicResult(
-        mosaic,
-        grid,
-        list(tiles.names),
-        params,
-        timings,
-        quality,
-        shifts,
-        backgrounds=backgrounds,
-        rules_raised=raised,
-    )
+        mosaic, grid, list(tiles.names), params, timings, quality, shifts, backgrounds=backgrounds,
+        rules_raised=raised, placed=streamed[0], local=streamed[1],
+    )  # fmt: skip
+
+
+def write_mosaic(
+    result: MosaicResult,
+    fp: str | os.PathLike[str] | BinaryIO,
+    fmt: str,
+    *,
+    quality: int = 90,
+    progress: Progress | None = None,
+) -> None:
+    """Encode ``result`` as ``fmt`` at its ``dpi``; one made with ``stitched=False`` is streamed
+    (TIFF only: the other formats' encoders take the whole picture)."""
+    if result.image is not None:
+        encode(result.image, fp, fmt, quality=quality, dpi=result.params.dpi)
+        return
+    if fmt != "tiff" or result.placed is None or result.local is None:
+        raise ValueError(f"an unstitched mosaic can only be streamed as a TIFF, not {fmt}")
+    check_output_size(result.width, result.height, fmt)
+    bands = cell_bands(result.placed, result.local, result.cell_offsets)
+    write_tiff(fp, result.width, result.height, bands, dpi=result.params.dpi, progress=progress)
 
 
 def build_index_on(

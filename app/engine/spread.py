@@ -127,7 +127,7 @@ def _last_resort(
     tiles: NDArray[np.intp],
     cost: NDArray[np.float64],
     points: NDArray[np.float64],
-    features: NDArray[np.float64],
+    features: NDArray[np.floating],
     uses: NDArray[np.intp],
     limit: int,
     rows: int,
@@ -193,7 +193,7 @@ def _swap_partner(
     new: int,
     repeats: Callable[..., bool],
     points: NDArray[np.float64],
-    features: NDArray[np.float64],
+    features: NDArray[np.floating],
     cost: NDArray[np.float64],
 ) -> int | None:
     """The cell holding ``new`` that loses least by taking ``here`` instead and has no ``here``

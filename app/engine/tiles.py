@@ -206,7 +206,7 @@ class TileSet:
         chosen = self.alpha if indices is None else self.alpha[indices]
         if (chosen.shape[2], chosen.shape[1]) == size:
             return chosen
-        return np.stack([fit_tile(Image.fromarray(a), size) for a in chosen]).astype(np.uint8)
+        return np.stack([fit_alpha(Image.fromarray(a), size) for a in chosen]).astype(np.uint8)
 
     def files(self, folder: str | os.PathLike[str]) -> list[Path]:
         """The files :meth:`save` writes into ``folder`` for this set."""
@@ -305,8 +305,8 @@ def make_tile_rgba(
         stored_size = size if turn is None else swap_if_turned(size, turn)
         alpha = None
         if has_transparency(im):
-            alpha = fit_tile(im.convert("RGBA").getchannel("A"), stored_size)
-        rgb = fit_tile(to_rgb(im, background=background), stored_size)
+            alpha = fit_alpha(im.convert("RGBA").getchannel("A"), stored_size)
+        rgb = fit_tile(to_rgb(im, background=background, grey_ok=True), stored_size)  # shrunk, then RGB
         if alpha is not None:  # resampling rings a little: a pixel left fully clear is the background
             rgb = rgb.copy()
             rgb[alpha == 0] = background
@@ -319,10 +319,17 @@ def make_tile_rgba(
 
 
 def fit_tile(img: Image.Image, size: tuple[int, int]) -> NDArray[np.uint8]:
-    """Centre-crop ``img`` to the aspect of ``size`` = (w, h) and resize it to exactly that."""
+    """Centre-crop ``img`` (RGB or greyscale 'L') to the aspect of ``size`` = (w, h) and resize
+    it to exactly that, as an RGB ``(h, w, 3)`` array."""
     box = crop_box(img.width, img.height, size)
     resized = img.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=2.0)
-    return np.asarray(resized, dtype=np.uint8)
+    return np.asarray(resized if resized.mode == "RGB" else resized.convert("RGB"), dtype=np.uint8)
+
+
+def fit_alpha(img: Image.Image, size: tuple[int, int]) -> NDArray[np.uint8]:
+    """An opacity channel ('L') cropped and resized as :func:`fit_tile` does: ``(h, w)``."""
+    box = crop_box(img.width, img.height, size)
+    return np.asarray(img.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=2.0), dtype=np.uint8)
 
 
 def crop_box(width: int, height: int, aspect: tuple[int, int]) -> tuple[float, float, float, float]:

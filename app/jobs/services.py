@@ -18,12 +18,13 @@ submit through and that runs what it is given through that table.
 
 from __future__ import annotations
 
+import multiprocessing.connection
 from dataclasses import dataclass
 
-from app.jobs.dispatch import Dispatcher, make_dispatcher
+from app.jobs.dispatch import Dispatcher, ForwardingDispatcher, job_process_started, make_dispatcher
 from app.jobs.kinds import JobKinds
 from app.jobs.library import Libraries
-from app.jobs.locks import LocalLocks, SessionLocks
+from app.jobs.locks import FileLocks, SessionLocks
 from app.jobs.records import Records, SqliteRecords
 from app.jobs.runner import Jobs
 from app.jobs.zoom_jobs import ZoomJobs
@@ -63,11 +64,11 @@ class Services:
         else:
             records = SqliteRecords(settings.database_path)
             zoom_records = SqliteZoomRecords(settings.database_path)
-            locks = LocalLocks()
+            locks = FileLocks(settings.data_dir / "locks")  # the job processes share them
         libraries = Libraries(settings, storage, records, locks)
         kinds = JobKinds()
         if dispatcher is None:
-            dispatcher = make_dispatcher(settings, run=kinds.run)
+            dispatcher = make_dispatcher(settings, run=kinds.run, entry=run_job_process)
         zoom = ZoomJobs(
             settings, storage, records, zoom_records, libraries, dispatcher=dispatcher, kinds=kinds
         )
@@ -108,6 +109,16 @@ class Services:
             except Exception as exc:  # any failure means: not ready, and why
                 results[name] = f"{type(exc).__name__}: {exc}"[:300]
         return results
+
+
+def run_job_process(
+    settings: Settings, kind: str, record_id: str, conn: multiprocessing.connection.Connection
+) -> None:
+    """A job process of :class:`~app.jobs.dispatch.ProcessDispatcher`: this process's own
+    services, submitting the jobs that follow through the dispatcher that started it."""
+    job_process_started(conn)
+    services = Services.build(settings, dispatcher=ForwardingDispatcher(conn))
+    services.kinds.run(kind, record_id)
 
 
 def _object_store(settings: Settings) -> ObjectStore | None:

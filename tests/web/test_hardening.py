@@ -102,7 +102,7 @@ def test_a_backslash_title_keeps_the_share_viewer_working(
     page = browser.new_page()
     errors = _csp_errors(page)
     page.goto(live_server.url + mosaic["viewer_url"])
-    page.wait_for_function("window.tesseraViewer && window.tesseraViewer.layout", timeout=60_000)
+    page.wait_for_function("() => window.tesseraViewer && window.tesseraViewer.layout", timeout=60_000)
     title = page.evaluate("document.body.dataset.title")
     assert title.startswith("a\\") and "<b>" in title  # shown as text, never as markup or code
     assert page.locator("b").count() == 0 and errors == []
@@ -116,3 +116,21 @@ def test_the_upload_page_runs_under_the_policy(browser: Any, live_server: LiveSe
     page.wait_for_load_state("networkidle")
     assert errors == []
     page.close()
+
+
+def test_the_policy_allows_openseadragons_style_by_its_hash_only() -> None:
+    """The hash in the policy is the one of the <style> text the vendored OpenSeadragon adds (a
+    new OpenSeadragon version with another text fails here, not silently in the browser)."""
+    import base64
+    import hashlib
+    import re
+
+    from app.web.headers import OPENSEADRAGON_STYLE_HASH, content_security_policy
+
+    source = (Path(__file__).parents[2] / "static/vendor/openseadragon/openseadragon.min.js").read_text()
+    texts = re.findall(r'data-openseadragon-mobile-css","true"\);\w+\.textContent="([^"]*)"', source)
+    assert len(texts) == 1
+    digest = base64.b64encode(hashlib.sha256(texts[0].encode()).digest()).decode()
+    assert f"'sha256-{digest}'" == OPENSEADRAGON_STYLE_HASH
+    csp = content_security_policy(frame_ancestors="'none'", extra_origins=[])
+    assert f"style-src 'self' {OPENSEADRAGON_STYLE_HASH}" in csp and "unsafe-inline" not in csp

@@ -62,7 +62,10 @@ def says(cell: str, value: object) -> bool:
 
 
 def byte_size(value: int) -> str:
-    return f"{value // 2**30} GiB" if value % 2**30 == 0 else f"{value // 2**20} MiB"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value % size == 0:
+            return f"{value // size} {unit}"
+    return str(value)
 
 
 # status codes -------------------------------------------------------------------------------------

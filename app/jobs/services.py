@@ -87,6 +87,13 @@ class Services:
         self.libraries.forget(session_id)
         self.storage.delete_session(session_id)
 
+    def delete_mosaic(self, session_id: str, mosaic_id: str) -> None:
+        """Remove one mosaic: its record first (a running job sees it gone), its pyramid, share
+        link and animations, and its folder (here and in the object store)."""
+        self.records.delete_mosaic(mosaic_id)
+        self.zoom_records.delete_mosaic(mosaic_id)
+        self.storage.delete_tree(self.storage.mosaic_dir(session_id, mosaic_id))
+
     @staticmethod
     def prepare(settings: Settings) -> None:
         """First-start setup a deployment needs: the data folder, the bucket."""

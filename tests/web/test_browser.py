@@ -51,7 +51,7 @@ def test_upload_make_download_and_reload(
     page.wait_for_function("() => document.getElementById('result-image').naturalWidth > 0", timeout=30_000)
     assert page.evaluate("document.getElementById('result-image').naturalWidth") == 30 * 16
     assert "/s/" in page.url
-    session_id = page.url.rsplit("/", 1)[-1]
+    session_id = page.url.split("/s/", 1)[1].split("#", 1)[0]
     assert "30 × 30 tiles" in page.text_content("#result-stats")
     assert "behind transparent tiles: each cell's own colour" in page.text_content("#result-stats")
 
@@ -75,7 +75,7 @@ def test_upload_make_download_and_reload(
     page.set_input_files("#cover-input", str(corpus / "covers" / "mate-Dune.jpg"))
     page.click("#make-button")
     page.wait_for_function("() => document.querySelectorAll('#gallery li').length == 2", timeout=60_000)
-    assert page.url.endswith(session_id)
+    assert f"/s/{session_id}#" in page.url
     uploads = list((live_server.data_dir / "sessions" / session_id / "uploads").glob("0*"))
     assert len(uploads) == 80
     page.close()
@@ -126,8 +126,10 @@ def test_viewer_zooms_into_deeper_tiles_picks_a_cell_and_animates(
     page.set_input_files("#cover-input", str(corpus / "covers" / "mate-LadyBird.jpg"))
     page.fill("#cols", "60")
     page.fill("#tile_size", "32")  # 1920 x 1184 px: levels 0..11
+    page.click("details.advanced summary")
+    page.fill("#zoom_tile_size", "32")  # the pyramid at the render's size (the default, 256, goes deeper)
     page.click("#make-button")
-    page.wait_for_selector("#viewer:not([hidden])", timeout=90_000)
+    page.wait_for_selector("#viewer:not([hidden]):not(.loading)", timeout=90_000)
     page.wait_for_function("() => window.tesseraViewer && window.tesseraViewer.layout", timeout=30_000)
     assert page.evaluate("window.tesseraViewer.layout.maxLevel") == 11
     page.wait_for_function("() => document.getElementById('viewer').dataset.level !== undefined")
@@ -136,7 +138,7 @@ def test_viewer_zooms_into_deeper_tiles_picks_a_cell_and_animates(
     assert not any("_files/11/" in url for url in loaded)  # only what the view needs
 
     page.wait_for_timeout(800)  # the page scrolls smoothly to the result
-    page.locator("#viewer").scroll_into_view_if_needed()
+    page.locator("#viewer").evaluate("(el) => el.scrollIntoView({ block: 'center' })")  # all of it in view
     box = page.locator("#viewer").bounding_box()
     assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 900
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
@@ -149,8 +151,10 @@ def test_viewer_zooms_into_deeper_tiles_picks_a_cell_and_animates(
     assert deep and len(set(deep)) < 40  # the tiles in view of the deepest level, not all 8 x 5
 
     # A click picks the cell under the pointer for the zoom animation.
-    point = page.evaluate(f"window.tesseraViewer.toImage({box['width'] / 2}, {box['height'] / 2})")
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    # (off the middle: with an even number of columns the middle is a cell boundary)
+    px, py = round(box["width"] / 2) + 7, round(box["height"] / 2) + 7
+    point = page.evaluate(f"window.tesseraViewer.toImage({px}, {py})")
+    page.mouse.click(box["x"] + px, box["y"] + py)
     expected = f"column {int(point['x'] // 32) + 1}, row {int(point['y'] // 32) + 1}"
     assert page.input_value("#anim-cell") == expected
 
@@ -165,7 +169,8 @@ def test_viewer_zooms_into_deeper_tiles_picks_a_cell_and_animates(
 
     # The share link opens the viewer alone, with no session id in it.
     share = page.get_attribute("#share-link", "href")
-    assert share and "/v/" in share and page.url.rsplit("/", 1)[-1] not in share
+    session_id = page.url.split("/s/", 1)[1].split("#", 1)[0]
+    assert share and "/v/" in share and session_id not in share
     viewer = browser.new_page()  # type: ignore[attr-defined]
     shared: list[str] = []
     viewer.on("response", lambda r: shared.append(r.url) if "/mosaic_files/" in r.url and r.ok else None)

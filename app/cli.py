@@ -137,7 +137,8 @@ def _add_mosaic_options(make: argparse.ArgumentParser) -> None:
         shown = option.text(option.default) or option.none_means
         help_text = f"{option.help} ({option.allowed()}; default: {shown})".replace("%", "%%")
         make.add_argument(
-            option.flag, default=option.default, choices=option.choices or None, metavar=option.metavar,
+            option.flag, default=option.default, metavar=option.metavar,
+            choices=option.choices if option.kind == "choice" else None,
             help=help_text,
         )  # fmt: skip
 
@@ -279,7 +280,7 @@ def _zoom_outputs(
     if args.dzi:
         t = time.perf_counter()
         folder = Path(args.dzi)
-        source = GridSource.from_tiles(tiles, result.grid, cell_size, result.cell_offsets)
+        source = GridSource.from_tiles(tiles, result.grid, cell_size, result.cell_offsets, result.backgrounds)
         photos = {name: name for name in tiles.names}
         deep = photo_levels(  # the levels below the render, from the photos (--zoom-tile-size)
             tiles, result.grid, cell_size, DziLayout(*source.size), sources=photos,

@@ -44,9 +44,15 @@ COVERS = [
     "mate-YellowFlower",
 ]
 #: name -> MosaicParams fields besides cols and tile_size.
+#: ``default`` keeps the default repetition rules (no tile next to itself, the automatic cap);
+#: ``free`` and ``free-tint0`` lift them (``--max-uses 0 --min-distance 0``), as the peers run.
 SETTINGS: dict[str, dict[str, Any]] = {
     "default": {},
     "tint0": {"tint": 0},
+    "bg-white": {"tint": 0, "background": "#ffffff"},
+    "bg-black": {"tint": 0, "background": "#000000"},
+    "free": {"max_uses": 0, "min_distance": 0},
+    "free-tint0": {"max_uses": 0, "min_distance": 0, "tint": 0},
     "grid1": {"cell_grid": 1, "tint": 0},
     "grid1-rgb": {"cell_grid": 1, "color_space": "rgb", "tint": 0},
     "grid2": {"cell_grid": 2, "tint": 0},
@@ -56,6 +62,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "tint10": {"tint": 10},
     "tint20": {"tint": 20},
     "maxuses4": {"max_uses": 4, "tint": 0},
+    "maxuses4-tint10": {"max_uses": 4},
     "maxuses16": {"max_uses": 16, "tint": 0},
     "mindist2": {"min_distance": 2, "tint": 0},
     "unique": {"unique": True, "tint": 0},

@@ -412,6 +412,7 @@ function statsText(mosaic) {
     `${r.distinct_tiles} different photos used`,
     formatMB(r.bytes || 0),
     `made in ${seconds.toFixed(1)} s on the server`,
+    `behind transparent tiles: ${r.background === "cell" || !r.background ? "each cell's own colour" : r.background}`,
   ];
   if (mosaic.waited) parts.push(`you waited ${formatSeconds(mosaic.waited)} in all`);
   return parts.join(" · ");

@@ -35,7 +35,9 @@ def test_make_writes_a_mosaic_that_resembles_the_cover(corpus: Path, tmp_path: P
     mosaic = read_image(out)
     rows = round(40 * 1203 / 1600)
     assert mosaic.size == (40 * 20, rows * 20)
-    assert cell_error(read_image(cover, "RGB"), mosaic, 40, rows) < 12
+    # The default rules (no tile next to itself, at most 4 % of the cells per tile) cost this
+    # narrow-palette cover some colour with 300 tiles; a grey picture is at about 30.
+    assert cell_error(read_image(cover, "RGB"), mosaic, 40, rows) < 14
 
 
 @pytest.mark.parametrize("ext", ["png", "webp"])

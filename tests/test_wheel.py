@@ -116,7 +116,9 @@ def test_a_mosaic_through_the_rest_api(server: str, corpus: Path, photo_tiles: l
     assert mosaic["state"] == "ready", mosaic
     image = Image.open(BytesIO(httpx.get(server + mosaic["image_url"], timeout=30).content))
     assert image.size == (30 * 8, mosaic["rows"] * 8)
-    assert cell_error(read_image(cover, "RGB"), image, 30, mosaic["rows"]) < 12
+    # < 15: the default rules (no tile next to itself, 4 % cap) cost a small library some colour;
+    # a flat grey picture is at about 25-30.
+    assert cell_error(read_image(cover, "RGB"), image, 30, mosaic["rows"]) < 15
     assert mosaic["viewer_url"], mosaic  # the share viewer's page names static files of its own
     viewer = httpx.get(server + mosaic["viewer_url"], timeout=10)
     assert viewer.status_code == 200

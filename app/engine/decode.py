@@ -158,7 +158,7 @@ def to_rgb(im: Image.Image, *, background: RGB = WHITE, grey_ok: bool = False) -
         return _wide_grey_to_8bit(im, "L" if grey_ok else "RGB")
     if grey_ok and im.mode == "L" and "transparency" not in im.info:
         return im
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+    if has_transparency(im):
         canvas = Image.new("RGB", im.size, background)
         for box in _strips(im):
             rgba = im.crop(box).convert("RGBA")
@@ -167,6 +167,11 @@ def to_rgb(im: Image.Image, *, background: RGB = WHITE, grey_ok: bool = False) -
     if im.mode != "RGB":
         return im.convert("RGB")
     return im
+
+
+def has_transparency(im: Image.Image) -> bool:
+    """Whether ``im`` has an alpha channel or a palette/colour-key transparency entry."""
+    return im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
 
 
 #: Pixels converted at a time by the strip-wise conversions (a few MB of float64 per strip).

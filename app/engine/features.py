@@ -109,15 +109,15 @@ _BLOCK_MEANS_BYTES = 32 * 2**20  # float64 temporaries of block_means, per chunk
 def block_means(images: NDArray[np.uint8], grid: int) -> NDArray[np.float64]:
     """Exact area means of ``grid x grid`` blocks of each image.
 
-    ``images`` is ``(n, h, w, 3)``; the result is ``(n, grid, grid, 3)`` in 0..255. Blocks need not
+    ``images`` is ``(n, h, w, c)``; the result is ``(n, grid, grid, c)`` in 0..255. Blocks need not
     align with pixels: a pixel straddling two blocks counts in each by its covered fraction.
     """
-    n, height, width, _ = images.shape
+    n, height, width, channels = images.shape
     rows = _area_weights(height, grid)  # (grid, h)
     cols = _area_weights(width, grid)  # (grid, w)
-    out = np.empty((n, grid, grid, 3))
+    out = np.empty((n, grid, grid, channels))
     # In chunks: einsum casts its uint8 operand to float64 whole, 8x the library's size.
-    step = max(1, _BLOCK_MEANS_BYTES // max(1, height * width * 3 * 8))
+    step = max(1, _BLOCK_MEANS_BYTES // max(1, height * width * channels * 8))
     for s in range(0, n, step):
         # Sum over columns first (the cheaper contraction for tall stacks), then over rows.
         by_cols = np.einsum("nhwc,bw->nhbc", images[s : s + step], cols, dtype=np.float64, optimize=True)
@@ -160,6 +160,26 @@ def compress_chroma(lab: NDArray[np.floating], k: float) -> NDArray[np.float64]:
     chroma = np.hypot(lab[..., 1], lab[..., 2])
     scale = np.log1p(k * chroma) / (k * np.maximum(chroma, 1e-9))
     return np.concatenate([lab[..., :1], lab[..., 1:] * scale[..., None]], axis=-1)
+
+
+def on_background(
+    white: NDArray[np.floating],
+    opacity: NDArray[np.floating],
+    background: NDArray[np.floating] | NDArray[np.uint8] | float,
+) -> NDArray[np.float64]:
+    """Colours ``(..., 3)`` of tile pixels or block means as they show on ``background`` (sRGB
+    0..255, broadcast against ``white``), from the same composited onto white ``white`` and their
+    opacity ``opacity`` ``(...)`` in 0..1: ``white + (1 - opacity) * (background - 255)``. Block
+    means composite exactly so, because compositing is linear in the pixel values."""
+    cover = (1.0 - np.asarray(opacity, dtype=np.float64))[..., None]
+    return np.asarray(white, dtype=np.float64) + cover * (np.asarray(background, dtype=np.float64) - 255.0)
+
+
+def block_features(
+    blocks: NDArray[np.floating], *, color_space: ColorSpace = "lab", weights: FeatureWeights | None = None
+) -> NDArray[np.float32]:
+    """Feature vectors ``(n, grid * grid * 3)`` of block mean colours ``(n, grid, grid, 3)`` sRGB."""
+    return weighted(convert_colors(blocks, color_space), weights or weights_for(color_space))
 
 
 def tile_features(

@@ -8,6 +8,11 @@ no rule. Cells whose ``k`` candidates are all taken are searched again among the
 the cap only (with ``k`` doubled when the distance rule blocks most of them), so the work stays
 proportional to ``cells * k``.
 
+The default rules (``min_distance`` 1 and the automatic cap, :data:`AUTO_SHARE` of the cells) and
+any distance rule up to :data:`REPAIR_RADIUS` are kept in two steps: the capped placement without
+the distance rule, then :func:`app.engine.spread.spread_out`, which moves cells off tiles that repeat
+nearby onto their nearest allowed candidates, a whole phase of mutually distant cells at a time.
+
 When there is a cap but no distance rule and the problem is small (cells x tile slots up to
 :data:`EXACT_ASSIGNMENT_LIMIT`), the placement is instead the optimal one: scipy's
 ``linear_sum_assignment`` over ``cap`` slots per tile minimises the summed feature distance. The
@@ -42,26 +47,49 @@ FIRST_K = 16
 #: Largest cells x tile-slots cost matrix solved exactly (about 0.3 s and 16 MB at the limit).
 EXACT_ASSIGNMENT_LIMIT = 2_000_000
 _STALLED = 0.5  # a round that places less than half its cells doubles k
+#: The automatic cap (``max_uses`` left empty): no tile in more than this share of the cells ...
+AUTO_SHARE = 0.02
+#: ... or this share when the library has fewer than :data:`SMALL_LIBRARY` tiles.
+SMALL_LIBRARY_SHARE = 0.04
+SMALL_LIBRARY = 500
+#: Distance rules up to this are kept by the neighbour repair (:mod:`app.engine.spread`) after a
+#: capped assignment; larger ones, and libraries with no more tiles than a neighbourhood has cells,
+#: by the greedy pass.
+REPAIR_RADIUS = 2
 
 
 @dataclass(frozen=True)
 class Rules:
     """Repetition rules. ``max_uses`` ``None`` = no cap; ``min_distance`` 0 = no distance rule:
     with ``D > 0`` two cells within ``D`` cells of each other (Chebyshev distance: rows and columns
-    both differ by at most ``D``) never hold the same tile; ``unique`` = each tile at most once."""
+    both differ by at most ``D``) never hold the same tile; ``unique`` = each tile at most once;
+    ``auto_cap`` (when ``max_uses`` is ``None``): no tile in more than :data:`AUTO_SHARE` of the
+    cells (:data:`SMALL_LIBRARY_SHARE` when the library has under :data:`SMALL_LIBRARY` tiles)."""
 
     max_uses: int | None = None
     min_distance: int = 0
     unique: bool = False
+    auto_cap: bool = False
 
     @property
     def active(self) -> bool:
-        return self.unique or self.max_uses is not None or self.min_distance > 0
+        return self.unique or self.max_uses is not None or self.min_distance > 0 or self.auto_cap
+
+    def wanted(self, n_cells: int, n_tiles: int) -> int | None:
+        """The uses per tile the rules ask for (before any raise); ``None`` when there is no cap."""
+        if self.unique:
+            return 1
+        if self.max_uses is not None:
+            return self.max_uses
+        if self.auto_cap:
+            share = AUTO_SHARE if n_tiles >= SMALL_LIBRARY else SMALL_LIBRARY_SHARE
+            return max(1, math.ceil(share * n_cells))
+        return None
 
     def cap(self, n_cells: int, n_tiles: int) -> int | None:
         """The uses allowed per tile, raised to ``ceil(cells / tiles)`` when the library is too
         small for the requested cap; ``None`` when there is no cap."""
-        wanted = 1 if self.unique else self.max_uses
+        wanted = self.wanted(n_cells, n_tiles)
         if wanted is None:
             return None
         return max(wanted, math.ceil(n_cells / n_tiles))
@@ -75,7 +103,7 @@ def raised_rules(rules: Rules, grid: NDArray[np.intp], n_tiles: int) -> list[dic
     rows, cols = grid.shape
     n_cells = rows * cols
     raised: list[dict[str, object]] = []
-    wanted = 1 if rules.unique else rules.max_uses
+    wanted = rules.wanted(n_cells, n_tiles)
     if wanted is not None:
         most = int(np.bincount(grid.ravel(), minlength=n_tiles).max())
         if most > wanted:
@@ -85,7 +113,8 @@ def raised_rules(rules: Rules, grid: NDArray[np.intp], n_tiles: int) -> list[dic
                 "asked": wanted,
                 "used": most,
                 "reason": f"{n_cells} cells with at most {wanted} use{'s' if wanted > 1 else ''} of a tile "
-                f"need {needed} tiles, the library has {n_tiles}: tiles are reused as evenly as it allows",
+                f"{_automatic(rules, n_tiles)}need {needed} tiles, the library has {n_tiles}: tiles are "
+                "reused as evenly as it allows",
                 "tiles_needed": needed,
             })  # fmt: skip
     if rules.min_distance > 0:
@@ -102,6 +131,14 @@ def raised_rules(rules: Rules, grid: NDArray[np.intp], n_tiles: int) -> list[dic
                 "tiles_needed": needed,
             })  # fmt: skip
     return raised
+
+
+def _automatic(rules: Rules, n_tiles: int) -> str:
+    """How the reason names the automatic cap; ``""`` for a cap the user chose."""
+    if rules.unique or rules.max_uses is not None or not rules.auto_cap:
+        return ""
+    share = AUTO_SHARE if n_tiles >= SMALL_LIBRARY else SMALL_LIBRARY_SHARE
+    return f"(the automatic cap, {share:.0%} of the cells) "
 
 
 def closest_repeat(grid: NDArray[np.intp], *, up_to: int | None = None) -> int:
@@ -136,32 +173,47 @@ def choose_tiles(
     *,
     rules: Rules = Rules(),
     first_k: int = FIRST_K,
+    candidates: tuple[NDArray[np.float64], NDArray[np.intp]] | None = None,
 ) -> NDArray[np.intp]:
     """A ``(rows, cols)`` grid of tile indices for ``cells`` ``(rows * cols, d)``, row by row,
-    that keeps ``rules``; each cell gets the nearest tile the rules allow."""
+    that keeps ``rules``; each cell gets the nearest tile the rules allow.
+
+    ``candidates`` ``(distances, tiles)``, both ``(rows * cols, k)`` nearest first, replaces the
+    index's first answer when the caller measures distances its own way (transparent tiles on
+    each cell's colour); cells left over still search the index."""
     if not rules.active:
+        if candidates is not None:
+            return candidates[1][:, 0].reshape(rows, cols)
         return nearest_tiles(index, cells, rows, cols)
     n_cells, n_tiles = rows * cols, len(index)
     cap = rules.cap(n_cells, n_tiles)
     if cap is not None and cap > (1 if rules.unique else (rules.max_uses or 0)):
         log.info("library of %d tiles too small for the cap on %d cells: %d uses each", n_tiles, n_cells, cap)
+    if 0 < rules.min_distance <= REPAIR_RADIUS and n_tiles > (2 * rules.min_distance + 1) ** 2:
+        from app.engine.spread import spread_out  # here: spread imports this module
+
+        capped = choose_tiles(
+            index, cells, rows, cols, rules=Rules(max_uses=cap), first_k=first_k, candidates=candidates
+        )
+        return spread_out(index, cells, capped, cap=cap, radius=rules.min_distance, candidates=candidates)
     if (
-        cap is not None
+        candidates is None
+        and cap is not None
         and rules.min_distance == 0
         and n_cells * n_tiles * min(cap, n_cells) <= EXACT_ASSIGNMENT_LIMIT
     ):
         return assign_optimally(index.features, cells, cap=cap).reshape(rows, cols)
     placer = _Placer(rows, cols, n_tiles, cap=cap, radius=rules.min_distance)
     k = first_k
-    dist, candidates = index.query(cells, k)
+    dist, near = index.query(cells, k) if candidates is None else candidates
     pending = _priority_order(dist)
-    left = placer.place(pending, candidates[pending])
+    left = placer.place(pending, near[pending])
     while left:
         pending = np.array(left, dtype=np.intp)
         free = placer.under_cap()
         k = min(k, len(free))
-        _, candidates = index.subset(free).query(cells[pending], k)
-        left = placer.place(pending, candidates)
+        _, near = index.subset(free).query(cells[pending], k)
+        left = placer.place(pending, near)
         if len(left) == len(pending) and k >= len(free):  # no rule-abiding tile anywhere
             placer.place_least_used(np.array(left, dtype=np.intp))
             break

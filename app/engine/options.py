@@ -29,7 +29,7 @@ from app.engine.matching import Rules
 
 T = TypeVar("T")
 #: How an option's value is written: ``ratio`` is ``W:H`` in a form, ``[W, H]`` in a record.
-Kind = Literal["int", "float", "bool", "choice", "ratio"]
+Kind = Literal["int", "float", "bool", "choice", "ratio", "colour"]
 
 #: The largest mosaic, in pixels, unless the caller passes another limit. The server's
 #: ``TESSERA_MAX_OUTPUT_PIXELS`` defaults to it (about 1 GB of canvas at 4 bytes a pixel).
@@ -38,6 +38,7 @@ MAX_OUTPUT_PIXELS = 250_000_000
 MAX_ASPECT_RATIO = 4
 
 _INTEGER = re.compile(r"[+-]?\d+")
+_HEX_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 
@@ -91,6 +92,8 @@ class Option(Generic[T]):
             return isinstance(value, bool)
         if self.kind == "choice":
             return value in self.choices
+        if self.kind == "colour":  # a word of ``choices`` or #rrggbb
+            return isinstance(value, str) and (value in self.choices or bool(_HEX_COLOUR.fullmatch(value)))
         if self.kind == "ratio":
             return _is_pair(value) and self._allows_ratio(cast(tuple[int, int], value))
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -115,6 +118,8 @@ class Option(Generic[T]):
             return "true or false"
         if self.kind == "choice":
             return f"one of {', '.join(self.choices)}"
+        if self.kind == "colour":
+            return f"{' or '.join(self.choices)} or a colour #rrggbb"
         low, high = self.minimum, self.maximum
         if self.kind == "ratio":
             r = MAX_ASPECT_RATIO
@@ -168,18 +173,24 @@ ASPECT: Option[tuple[int, int]] = Option(
     maximum=100, metavar="W:H",
 )  # fmt: skip
 MAX_USES: Option[int | None] = Option(
-    "max_uses", "int", None, "use no tile more than N times (raised to the least that fits a small "
-    "library)", minimum=1, metavar="N", optional=True, none_means="no cap",
+    "max_uses", "int", None, "use no tile more than N times; empty: no tile in more than 2 % of the cells "
+    "(4 % with under 500 tiles); 0: no cap (raised to the least that fits a small library)", minimum=0,
+    metavar="N", optional=True, none_means="2 % of the cells (4 % with under 500 tiles)",
 )  # fmt: skip
 # 20, not more: each placed cell scans the (2D + 1)^2 cells around it, and keeping the rule needs
 # that many distinct tiles (1,681 at 20); the schema and page once allowed 50, the engine never did.
 MIN_DISTANCE: Option[int] = Option(
-    "min_distance", "int", 0, "never place one tile twice within D cells (0 = no rule)", minimum=0,
+    "min_distance", "int", 1, "never place one tile twice within D cells (1 = never next to itself, "
+    "diagonals too; 0 = no rule)", minimum=0,
     maximum=20, unit="cells", metavar="D",
 )  # fmt: skip
 UNIQUE: Option[bool] = Option(
     "unique", "bool", False, "use each tile at most once (with fewer tiles than cells: as evenly as "
     "possible)",
+)  # fmt: skip
+BACKGROUND: Option[str] = Option(
+    "background", "colour", "cell", "what shows through transparent tiles: cell (each cell's own colour) "
+    "or one colour for all", choices=("cell",), metavar="cell|#RRGGBB",
 )  # fmt: skip
 TINT: Option[float] = Option(
     "tint", "float", 10.0, "shift each tile's colours this % of the way to its cell's colour (0 = tiles "
@@ -212,6 +223,7 @@ OPTIONS: Mapping[str, Option[Any]] = {
         TINT,
         DPI,
         ZOOM_TILE_SIZE,
+        BACKGROUND,
     )
 }
 
@@ -230,12 +242,13 @@ class MosaicParams:
     color_space: ColorSpace = COLOR_SPACE.default
     cell_grid: int = CELL_GRID.default  # each cell described by cell_grid x cell_grid mean colours
     aspect: tuple[int, int] = ASPECT.default  # cell width : height
-    max_uses: int | None = MAX_USES.default  # uses allowed per tile; None = no cap
+    max_uses: int | None = MAX_USES.default  # uses allowed per tile; None = automatic, 0 = no cap
     min_distance: int = MIN_DISTANCE.default  # cells within this distance never hold the same tile
     unique: bool = UNIQUE.default  # each tile at most once (when the library has as many tiles as cells)
     tint: float = TINT.default  # % of the way each placed tile's mean colour is shifted to its cell's
     dpi: int = DPI.default  # resolution written into the output file (its print size)
     zoom_tile_size: int = ZOOM_TILE_SIZE.default  # cell width at the zoom pyramid's deepest level
+    background: str = BACKGROUND.default  # behind transparent tiles: "cell" or "#rrggbb"
     max_output_pixels: int | None = MAX_OUTPUT_PIXELS  # None = only the format's limits
 
     @classmethod
@@ -275,7 +288,17 @@ class MosaicParams:
     @property
     def rules(self) -> Rules:
         """The repetition rules these parameters ask for."""
-        return Rules(max_uses=self.max_uses, min_distance=self.min_distance, unique=self.unique)
+        cap = None if self.max_uses in (None, 0) else self.max_uses
+        auto = self.max_uses is None
+        return Rules(max_uses=cap, min_distance=self.min_distance, unique=self.unique, auto_cap=auto)
+
+    @property
+    def background_rgb(self) -> tuple[int, int, int] | None:
+        """The fixed background as (r, g, b), or None for ``cell`` (each cell's own colour)."""
+        if self.background == "cell":
+            return None
+        value = self.background.lstrip("#")
+        return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
 
     @property
     def tile_shape(self) -> tuple[int, int]:
@@ -347,6 +370,7 @@ def _to_ratio(raw: object) -> tuple[int, int] | None:
 
 _PARSERS: dict[Kind, Callable[[object], object]] = {
     "int": _to_int, "float": _to_float, "bool": _to_bool, "choice": _to_str, "ratio": _to_ratio,
+    "colour": _to_str,
 }  # fmt: skip
 
 

@@ -34,6 +34,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from app.engine.errors import BadParameter
+from app.engine.render import lay_over
 from app.engine.tiles import TileSet
 
 DZI_NAMESPACE = "http://schemas.microsoft.com/deepzoom/2008"
@@ -153,15 +154,28 @@ def check_placement(
 class GridSource:
     """A mosaic drawn from its cells: ``cells`` ``(n, th, tw, 3)`` placed as ``grid`` ``(rows, cols)``
     (indexes into ``cells``) says, each shifted by its ``offsets`` ``(rows, cols, 3)`` colour if
-    given. Any region is the stitch of the cells it touches, cropped."""
+    given. Any region is the stitch of the cells it touches, cropped. Transparent tiles (``alpha``
+    ``(n, th, tw)``) are laid over their cell's ``backgrounds`` ``(rows, cols, 3)`` colour first."""
 
     def __init__(
-        self, cells: NDArray[np.uint8], grid: NDArray[np.intp], offsets: NDArray[np.int16] | None = None
+        self,
+        cells: NDArray[np.uint8],
+        grid: NDArray[np.intp],
+        offsets: NDArray[np.int16] | None = None,
+        *,
+        alpha: NDArray[np.uint8] | None = None,
+        backgrounds: NDArray[np.uint8] | None = None,
     ) -> None:
         check_placement(cells, grid, offsets)
+        if alpha is not None and backgrounds is not None and backgrounds.shape != (*grid.shape, 3):
+            raise ValueError(
+                f"backgrounds must be (rows, cols, 3) = {(*grid.shape, 3)}, got {backgrounds.shape}"
+            )
         self.cells = cells
         self.grid = grid
         self.offsets = offsets
+        self.alpha = alpha if backgrounds is not None else None
+        self.backgrounds = backgrounds
         self.cell_size = int(cells.shape[2]), int(cells.shape[1])
 
     @classmethod
@@ -171,11 +185,16 @@ class GridSource:
         grid: NDArray[np.integer],
         cell_size: tuple[int, int],
         offsets: NDArray[np.int16] | None = None,
+        backgrounds: NDArray[np.uint8] | None = None,
     ) -> GridSource:
-        """The cells exactly as the render made them: the used tiles resized to ``cell_size`` (w, h)
-        and shifted by the render's per-cell ``offsets`` (``MosaicResult.cell_offsets``)."""
+        """The cells exactly as the render made them: the used tiles resized to ``cell_size`` (w, h),
+        transparent ones laid over ``backgrounds`` (``MosaicResult.backgrounds``), and shifted by the
+        render's per-cell ``offsets`` (``MosaicResult.cell_offsets``)."""
         used, local = np.unique(grid, return_inverse=True)
-        return cls(tiles.resized(cell_size, used), local.reshape(grid.shape).astype(np.intp), offsets)
+        return cls(
+            tiles.resized(cell_size, used), local.reshape(grid.shape).astype(np.intp), offsets,
+            alpha=tiles.resized_alpha(cell_size, used), backgrounds=backgrounds,
+        )  # fmt: skip
 
     @property
     def size(self) -> tuple[int, int]:
@@ -188,12 +207,20 @@ class GridSource:
         c0, r0 = x0 // tw, y0 // th
         rows, cols = slice(r0, -(-y1 // th)), slice(c0, -(-x1 // tw))
         offsets = None if self.offsets is None else self.offsets[rows, cols]
-        block = stitch_cells(self.cells, self.grid[rows, cols], offsets)
+        backgrounds = None if self.backgrounds is None else self.backgrounds[rows, cols]
+        block = stitch_cells(
+            self.cells, self.grid[rows, cols], offsets, alpha=self.alpha, backgrounds=backgrounds
+        )
         return block[y0 - r0 * th : y1 - r0 * th, x0 - c0 * tw : x1 - c0 * tw]
 
 
 def stitch_cells(
-    cells: NDArray[np.uint8], grid: NDArray[np.intp], offsets: NDArray[np.int16] | None = None
+    cells: NDArray[np.uint8],
+    grid: NDArray[np.intp],
+    offsets: NDArray[np.int16] | None = None,
+    *,
+    alpha: NDArray[np.uint8] | None = None,
+    backgrounds: NDArray[np.uint8] | None = None,
 ) -> NDArray[np.uint8]:
     """``cells`` ``(n, h, w, 3)`` laid out as ``grid`` ``(rows, cols)`` says, each shifted by its
     ``offsets`` ``(rows, cols, 3)`` colour and clipped, as the render does: ``(rows*h, cols*w, 3)``.
@@ -204,10 +231,15 @@ def stitch_cells(
     _, h, w, _ = cells.shape
     out = np.empty((rows, h, cols, w, 3), dtype=np.uint8)
     placed = out.transpose(0, 2, 1, 3, 4)  # placed[r, c] is the cell (r, c): a view, no copy
+    shown = (
+        cells[grid]
+        if alpha is None or backgrounds is None
+        else lay_over(cells[grid], alpha[grid], backgrounds)
+    )
     if offsets is None:
-        placed[...] = cells[grid]
+        placed[...] = shown
     else:
-        shifted = cells[grid].astype(np.int16) + offsets[:, :, None, None, :]
+        shifted = shown.astype(np.int16) + offsets[:, :, None, None, :]
         np.clip(shifted, 0, 255, out=placed, casting="unsafe")
     return out.reshape(rows * h, cols * w, 3)
 

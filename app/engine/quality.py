@@ -65,9 +65,14 @@ def quality_report(
     cell_offsets: NDArray[np.floating] | None = None,
     *,
     library_size: int | None = None,
+    shown: NDArray[np.floating] | None = None,
 ) -> dict[str, float | int]:
     """The mosaic's quality figures: ``cell_de`` (mean CIEDE2000 per cell between the cover's
     cell colour and the placed tile's mean colour, after colour correction) and the figures of
-    :func:`repetition`."""
-    shown = placed_means(tile_means, grid, cell_offsets)
+    :func:`repetition`. ``shown`` ``(rows, cols, 3)`` replaces ``tile_means[grid]`` when a cell's
+    tile looks different from its stored colour (transparent tiles on a background)."""
+    if shown is not None:
+        shown = placed_means(shown.reshape(-1, 3), np.arange(grid.size).reshape(grid.shape), cell_offsets)
+    else:
+        shown = placed_means(tile_means, grid, cell_offsets)
     return {"cell_de": round(cell_error(cover_means, shown), 3), **repetition(grid, library_size)}

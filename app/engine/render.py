@@ -41,6 +41,8 @@ def stitch(
     grid: NDArray[np.intp],
     *,
     cell_offsets: NDArray[np.floating | np.integer] | None = None,
+    alpha: NDArray[np.uint8] | None = None,
+    backgrounds: NDArray[np.floating] | NDArray[np.uint8] | None = None,
     progress: Progress | None = None,
 ) -> NDArray[np.uint8]:
     """Lay ``tiles`` ``(n, h, w, 3)`` out as ``grid`` ``(rows, cols)`` says: one array
@@ -52,6 +54,10 @@ def stitch(
     ``(rows, cols, 3)``, in 0..255 RGB units, is added to every pixel of the tile in that cell
     (colour correction, ``tint``), clipped to 0..255; ``None`` leaves the tiles untouched.
     ``progress(done, total)`` is called after each strip.
+
+    With ``alpha`` ``(n, h, w)`` (the tiles' opacity; ``tiles`` then hold them composited onto
+    white) each cell's tile is laid over its ``backgrounds`` ``(rows, cols, 3)`` colour first:
+    ``tile + (1 - alpha / 255) * (background - 255)``, one vectorised step per strip.
     """
     rows, cols = grid.shape
     _, h, w, _ = tiles.shape
@@ -64,8 +70,12 @@ def stitch(
     words = out.base.view(np.uint32).reshape(rows * h, cols * w)  # type: ignore[union-attr]
     strips = words.reshape(rows, h, cols, w)  # a view: strips[r, :, c] is the cell (r, c)
     rgb_strips = out.reshape(rows, h, cols, w, 3)
+    see_through = None if alpha is None or backgrounds is None else alpha[used]
     for r in range(rows):
         strips[r].transpose(1, 0, 2)[...] = pixels[local[r]]  # only (cols, h, w) is temporary
+        if see_through is not None and backgrounds is not None:
+            strip = rgb_strips[r].transpose(1, 0, 2, 3)  # (cols, h, w, 3) view
+            strip[...] = lay_over(strip, see_through[local[r]], backgrounds[r])
         if cell_offsets is not None:
             strip = rgb_strips[r]  # (h, cols, w, 3)
             shift = np.rint(cell_offsets[r]).astype(np.int16)[None, :, None, :]  # over h and w
@@ -73,6 +83,17 @@ def stitch(
         if progress is not None:
             progress(r + 1, rows)
     return out
+
+
+def lay_over(
+    tiles: NDArray[np.uint8], alpha: NDArray[np.uint8], backgrounds: NDArray[np.floating] | NDArray[np.uint8]
+) -> NDArray[np.uint8]:
+    """Tiles ``(..., h, w, 3)`` stored composited onto white, with their opacity ``alpha``
+    ``(..., h, w)``, as they show on ``backgrounds`` ``(..., 3)`` (one colour per tile):
+    ``tile + (1 - alpha / 255) * (background - 255)``, rounded and clipped."""
+    clear = (255 - alpha.astype(np.float32)) / 255.0
+    shift = clear[..., None] * (np.asarray(backgrounds, np.float32)[..., None, None, :] - 255.0)
+    return np.clip(np.rint(tiles + shift), 0, 255).astype(np.uint8)
 
 
 def new_canvas(height: int, width: int) -> NDArray[np.uint8]:

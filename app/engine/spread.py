@@ -49,7 +49,7 @@ def spread_out(
     colour); a cell's tile outside its candidates then costs its distance in the index."""
     rows, cols = grid.shape
     n_tiles = len(index)
-    features = index.features
+    features = np.asarray(index.features, dtype=np.float64)
     points = np.asarray(cells, dtype=np.float64)
     dist, cand = index.query(points, min(k + 1, n_tiles)) if candidates is None else candidates
     tiles = grid.ravel().astype(np.intp).copy()
@@ -146,10 +146,10 @@ def _last_resort(
         """Whether ``tile`` at (r, c) would have a copy nearby (``ignore`` copies are the cell's own)."""
         return int((window(r, c) == tile).sum()) > ignore
 
-    for cell in range(rows * cols):
+    for cell in np.flatnonzero(_in_conflict(grid, radius)).tolist():
         r, c = divmod(cell, cols)
         here = int(grid[r, c])
-        if not repeats(r, c, here, ignore=1):
+        if not repeats(r, c, here, ignore=1):  # an earlier move in this loop resolved it
             continue
         nearby = np.unique(window(r, c))
         distance = np.linalg.norm(features - points[cell], axis=1)
@@ -171,6 +171,18 @@ def _last_resort(
                 cost[cell] = float(distance[new])
                 cost[swapped] = float(np.linalg.norm(features[here] - points[swapped]))
                 break
+
+
+def _in_conflict(grid: NDArray[np.intp], radius: int) -> NDArray[np.bool_]:
+    """Cells ``(rows * cols,)`` whose tile repeats within ``radius``."""
+    rows, cols = grid.shape
+    padded = np.pad(grid, radius, constant_values=-1)
+    found = np.zeros((rows, cols), dtype=bool)
+    for dr in range(-radius, radius + 1):
+        for dc in range(-radius, radius + 1):
+            if dr or dc:
+                found |= padded[radius + dr : radius + dr + rows, radius + dc : radius + dc + cols] == grid
+    return found.ravel()
 
 
 def _swap_partner(

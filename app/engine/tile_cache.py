@@ -36,7 +36,8 @@ from app.engine.tiles import (
 )
 
 log = logging.getLogger(__name__)
-_VERSION = 1  # bump when tiles are made differently: old rows are then never matched
+#: Bump when tiles are made differently: old rows are then never matched (2: RGB then alpha bytes).
+_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tiles (
     path TEXT NOT NULL,
@@ -172,6 +173,7 @@ def load_tiles(
     cached = cache.lookup(files, variant)
     width, height = size
     images = np.empty((len(files), height, width, 3), dtype=np.uint8)
+    alpha = np.full((len(files), height, width), 255, dtype=np.uint8)
     reasons: list[str | None] = [None] * len(files)
     todo: list[int] = []
     for i, (path, _, _) in enumerate(files):
@@ -181,27 +183,31 @@ def load_tiles(
             continue
         pixels, reason = hit
         if pixels is not None:
-            images[i] = np.frombuffer(pixels, dtype=np.uint8).reshape(height, width, 3)
+            stored = np.frombuffer(pixels, dtype=np.uint8)
+            images[i] = stored[: height * width * 3].reshape(height, width, 3)
+            alpha[i] = stored[height * width * 3 :].reshape(height, width)
         reasons[i] = reason
     done = len(files) - len(todo)
     if progress is not None:
         progress(done, len(files))
     job = TileJob((width, height), background, max_pixels)
     items = [(files[i][0], files[i][0]) for i in todo]
-    for start, part, why in decode_chunks(job, items, workers or usable_cores(), "process"):
+    for start, part, opacity, why in decode_chunks(job, items, workers or usable_cores(), "process"):
         rows = []
         for k, reason in enumerate(why):
             i = todo[start + k]
             images[i] = part[k]
+            alpha[i] = opacity[k]
             reasons[i] = reason
             path, fsize, mtime = files[i]
-            rows.append((path, fsize, mtime, None if reason else part[k].tobytes(), reason))
+            blob = None if reason else part[k].tobytes() + opacity[k].tobytes()
+            rows.append((path, fsize, mtime, blob, reason))
         cache.store(rows, variant)
         done += len(why)
         if progress is not None:
             progress(done, len(files))
     dropped = sum(cache.drop_missing(folder, present) for folder, present in folders)
-    tiles = TileSet._from_decoded(images, names, reasons)
+    tiles = TileSet._from_decoded(images, alpha, names, reasons)
     tiles.rejected[:0] = missing
     return tiles, CacheUse(cached=len(files) - len(todo), decoded=len(todo), dropped=dropped)
 

@@ -1,6 +1,7 @@
 """The tile library: every usable tile photo, cropped to the cell's shape and shrunk, as one array.
 
-A :class:`TileSet` holds ``images``, a ``uint8`` array of shape ``(n, h, w, 3)``, the ``names`` of
+A :class:`TileSet` holds ``images``, a ``uint8`` array of shape ``(n, h, w, 3)`` (transparent pixels
+composited onto white), ``alpha`` ``(n, h, w)`` when any tile has transparency, the ``names`` of
 the files they came from and the files that were ``rejected`` with the reason. It is built once per
 library (decoding is the expensive part) and can be saved to and loaded from a folder as plain
 arrays.
@@ -31,6 +32,7 @@ from app.engine.decode import (
     WHITE,
     ImageSource,
     decode_with,
+    has_transparency,
     swap_if_turned,
     to_rgb,
 )
@@ -69,11 +71,16 @@ class TileSet:
         ``n`` display names, in the order of ``images``.
     rejected
         Files that were skipped, each with its reason.
+    alpha
+        ``uint8`` ``(n, h, w)`` opacity of every pixel, or None when every tile is opaque. With it
+        a tile shown on a background ``b`` is ``images + (1 - alpha / 255) * (b - 255)``:
+        ``images`` holds the tiles composited onto white.
     """
 
     images: NDArray[np.uint8]
     names: list[str]
     rejected: list[Rejection] = field(default_factory=list)
+    alpha: NDArray[np.uint8] | None = None
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4 or self.images.shape[3] != 3 or self.images.dtype != np.uint8:
@@ -82,6 +89,8 @@ class TileSet:
             )
         if len(self.names) != len(self.images):
             raise ValueError(f"{len(self.names)} names for {len(self.images)} images")
+        if self.alpha is not None and self.alpha.shape != self.images.shape[:3]:
+            raise ValueError(f"alpha must be {self.images.shape[:3]}, got {self.alpha.shape}")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -118,30 +127,36 @@ class TileSet:
             raise ValueError(f"parallel must be 'process' or 'thread', got {parallel!r}")
         job = TileJob((size[0], size[1]), background, max_pixels)
         images = np.empty((len(items), size[1], size[0], 3), dtype=np.uint8)
+        alpha = np.empty((len(items), size[1], size[0]), dtype=np.uint8)
         reasons: list[str | None] = [None] * len(items)
         done = 0
         if progress is not None:
             progress(0, len(items))
-        for start, part, why in decode_chunks(job, items, workers or usable_cores(), parallel):
+        for start, part, opacity, why in decode_chunks(job, items, workers or usable_cores(), parallel):
             images[start : start + len(part)] = part
+            alpha[start : start + len(part)] = opacity
             reasons[start : start + len(why)] = why
             done += len(why)
             if progress is not None:
                 progress(done, len(items))
-        return cls._from_decoded(images, [name for name, _ in items], reasons)
+        return cls._from_decoded(images, alpha, [name for name, _ in items], reasons)
 
     @classmethod
-    def _from_decoded(cls, images: NDArray[np.uint8], names: list[str], reasons: list[str | None]) -> TileSet:
+    def _from_decoded(
+        cls, images: NDArray[np.uint8], alpha: NDArray[np.uint8], names: list[str], reasons: list[str | None]
+    ) -> TileSet:
         """Drop the rejected rows of ``images`` in place (no second full-size array)."""
         kept = 0
         for i, reason in enumerate(reasons):
             if reason is None:
                 if kept != i:
                     images[kept] = images[i]
+                    alpha[kept] = alpha[i]
                 kept += 1
         rejected = [Rejection(names[i], r) for i, r in enumerate(reasons) if r is not None]
         accepted = [names[i] for i, r in enumerate(reasons) if r is None]
-        return cls(images[:kept], accepted, rejected)
+        opacity = alpha[:kept] if (alpha[:kept] < 255).any() else None
+        return cls(images[:kept], accepted, rejected, opacity)
 
     @classmethod
     def from_paths(cls, paths: Sequence[str | os.PathLike[str]], **kwargs: object) -> TileSet:
@@ -165,11 +180,39 @@ class TileSet:
         """A new set holding this set's tiles followed by ``other``'s (same tile size)."""
         if other.images.shape[1:] != self.images.shape[1:]:
             raise ValueError(f"tile shapes differ: {self.images.shape[1:]} vs {other.images.shape[1:]}")
+        alpha = None
+        if self.alpha is not None or other.alpha is not None:
+            alpha = np.concatenate([self.opacity(), other.opacity()])
         return TileSet(
             np.concatenate([self.images, other.images]),
             self.names + other.names,
             self.rejected + other.rejected,
+            alpha,
         )
+
+    def opacity(self, indices: NDArray[np.intp] | None = None) -> NDArray[np.uint8]:
+        """``alpha`` (or only its rows at ``indices``), all 255 when every tile is opaque."""
+        if self.alpha is None:
+            count = len(self) if indices is None else len(indices)
+            return np.full((count, *self.images.shape[1:3]), 255, dtype=np.uint8)
+        return self.alpha if indices is None else self.alpha[indices]
+
+    def resized_alpha(
+        self, size: tuple[int, int], indices: NDArray[np.intp] | None = None
+    ) -> NDArray[np.uint8] | None:
+        """Like :meth:`resized` for ``alpha`` ``(m, h, w)``; None when every tile is opaque."""
+        if self.alpha is None:
+            return None
+        chosen = self.alpha if indices is None else self.alpha[indices]
+        if (chosen.shape[2], chosen.shape[1]) == size:
+            return chosen
+        return np.stack([fit_alpha(Image.fromarray(a), size) for a in chosen]).astype(np.uint8)
+
+    def files(self, folder: str | os.PathLike[str]) -> list[Path]:
+        """The files :meth:`save` writes into ``folder`` for this set."""
+        folder = Path(folder)
+        stored = [folder / "images.npy", folder / "tiles.json"]
+        return stored + ([folder / "alpha.npy"] if self.alpha is not None else [])
 
     def resized(
         self, size: tuple[int, int], indices: NDArray[np.intp] | None = None, *, workers: int | None = None
@@ -202,6 +245,11 @@ class TileSet:
         with open(tmp, "wb") as fh:
             np.save(fh, self.images)
         os.replace(tmp, folder / "images.npy")
+        if self.alpha is not None:
+            tmp = folder / "alpha.npy.part"
+            with open(tmp, "wb") as fh:
+                np.save(fh, self.alpha)
+            os.replace(tmp, folder / "alpha.npy")
         meta = {"names": self.names, "rejected": [[r.name, r.reason] for r in self.rejected]}
         tmp = folder / "tiles.json.part"
         tmp.write_text(json.dumps(meta))
@@ -213,7 +261,9 @@ class TileSet:
         folder = Path(folder)
         images = np.load(folder / "images.npy", mmap_mode="r" if mmap else None)
         meta = json.loads((folder / "tiles.json").read_text())
-        return cls(images, list(meta["names"]), [Rejection(n, r) for n, r in meta["rejected"]])
+        alpha_path = folder / "alpha.npy"
+        alpha = np.load(alpha_path, mmap_mode="r" if mmap else None) if alpha_path.exists() else None
+        return cls(images, list(meta["names"]), [Rejection(n, r) for n, r in meta["rejected"]], alpha)
 
 
 def make_tile(
@@ -229,18 +279,41 @@ def make_tile(
     JPEGs are decoded at the smallest DCT scale that still covers the crop at ``size``. The crop
     and resize happen in the file's stored orientation; only the finished tile is turned upright.
     """
+    return make_tile_rgba(source, name=name, size=size, background=background, max_pixels=max_pixels)[0]
+
+
+def make_tile_rgba(
+    source: ImageSource,
+    *,
+    name: str,
+    size: tuple[int, int],
+    background: RGB = WHITE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[NDArray[np.uint8], NDArray[np.uint8] | None]:
+    """Like :func:`make_tile`, with the tile's opacity ``(h, w)`` (None when the file has no
+    transparency): the colours are composited onto ``background``, the alpha channel is cropped
+    and shrunk the same way, so the tile can be laid over any other background later."""
 
     def need(width: int, height: int) -> tuple[int, int]:
         left, top, right, bottom = crop_box(width, height, size)
         scale = max(size[0] / (right - left), size[1] / (bottom - top))
         return math.ceil(width * scale), math.ceil(height * scale)
 
-    def finish(im: Image.Image, turn: Image.Transpose | None) -> NDArray[np.uint8]:
-        rgb = to_rgb(im, background=background, grey_ok=True)  # shrunk before it becomes RGB
+    Decoded = tuple[NDArray[np.uint8], NDArray[np.uint8] | None]
+
+    def finish(im: Image.Image, turn: Image.Transpose | None) -> Decoded:
+        stored_size = size if turn is None else swap_if_turned(size, turn)
+        alpha = None
+        if has_transparency(im):
+            alpha = fit_alpha(im.convert("RGBA").getchannel("A"), stored_size)
+        rgb = fit_tile(to_rgb(im, background=background, grey_ok=True), stored_size)  # shrunk, then RGB
+        if alpha is not None:  # resampling rings a little: a pixel left fully clear is the background
+            rgb = rgb.copy()
+            rgb[alpha == 0] = background
         if turn is None:
-            return fit_tile(rgb, size)
-        stored = fit_tile(rgb, swap_if_turned(size, turn))
-        return np.asarray(Image.fromarray(stored).transpose(turn))
+            return rgb, alpha
+        upright = np.asarray(Image.fromarray(rgb).transpose(turn))
+        return upright, None if alpha is None else np.asarray(Image.fromarray(alpha).transpose(turn))
 
     return decode_with(source, finish, name=name, need=need, max_pixels=max_pixels)
 
@@ -251,6 +324,12 @@ def fit_tile(img: Image.Image, size: tuple[int, int]) -> NDArray[np.uint8]:
     box = crop_box(img.width, img.height, size)
     resized = img.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=2.0)
     return np.asarray(resized if resized.mode == "RGB" else resized.convert("RGB"), dtype=np.uint8)
+
+
+def fit_alpha(img: Image.Image, size: tuple[int, int]) -> NDArray[np.uint8]:
+    """An opacity channel ('L') cropped and resized as :func:`fit_tile` does: ``(h, w)``."""
+    box = crop_box(img.width, img.height, size)
+    return np.asarray(img.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=2.0), dtype=np.uint8)
 
 
 def crop_box(width: int, height: int, aspect: tuple[int, int]) -> tuple[float, float, float, float]:
@@ -289,8 +368,9 @@ class TileJob:
     max_pixels: int
 
 
-#: (index of the chunk's first input, its tiles ``(m, h, w, 3)``, ``m`` reasons or None if accepted)
-DecodedChunk = tuple[int, NDArray[np.uint8], list[str | None]]
+#: (index of the chunk's first input, its tiles ``(m, h, w, 3)``, their opacity ``(m, h, w)``,
+#: ``m`` reasons or None if accepted)
+DecodedChunk = tuple[int, NDArray[np.uint8], NDArray[np.uint8], list[str | None]]
 
 
 def decode_chunks(
@@ -323,19 +403,22 @@ def decode_chunks(
 def _decode_chunk(job: TileJob, start: int, items: Sequence[tuple[str, ImageSource]]) -> DecodedChunk:
     width, height = job.size
     tiles = np.zeros((len(items), height, width, 3), dtype=np.uint8)
+    alpha = np.full((len(items), height, width), 255, dtype=np.uint8)
     reasons: list[str | None] = []
     for i, (name, source) in enumerate(items):
         reasons.append(None)
         try:
-            tiles[i] = make_tile(
+            tiles[i], opacity = make_tile_rgba(
                 source, name=name, size=job.size, background=job.background, max_pixels=job.max_pixels
             )
+            if opacity is not None:
+                alpha[i] = opacity
         except ImageRejected as exc:
             reasons[i] = exc.reason
         except Exception as exc:  # a decoder bug must not sink the whole library
             log.exception("unexpected failure decoding %s", name)
             reasons[i] = f"could not be decoded ({type(exc).__name__}: {exc})"
-    return start, tiles, reasons
+    return start, tiles, alpha, reasons
 
 
 def _chunk_size(count: int, workers: int) -> int:

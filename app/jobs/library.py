@@ -278,6 +278,7 @@ class Libraries:
             meta = json.loads(pointer.read_text())
             folder, done = base / meta["version"], int(meta["sources_done"])
             self.storage.fetch_many([folder / "images.npy", folder / "tiles.json"])
+            self.storage.fetch(folder / "alpha.npy")  # only libraries with transparent tiles have it
             tiles = TileSet.load(folder)
         else:
             folder, done = base / "v0", 0
@@ -297,7 +298,7 @@ class Libraries:
             old, folder = folder, base / f"v{int(folder.name[1:]) + 1}"
             tiles.save(folder)
             _write_json_atomically(pointer, {"version": folder.name, "sources_done": len(sources)})
-            self.storage.publish_many([folder / "images.npy", folder / "tiles.json"])
+            self.storage.publish_many(tiles.files(folder))
             self.storage.publish(pointer)  # only once what it names is there
             self.storage.delete_tree(old)
         progress(len(sources), len(sources))

@@ -192,6 +192,11 @@ class Jobs:
                 with atomic_writer(folder / "offsets.npy") as fh:
                     np.save(fh, result.cell_offsets)
                 written.append(folder / "offsets.npy")
+            (folder / "backgrounds.npy").unlink(missing_ok=True)
+            if result.backgrounds is not None:  # what shows through each cell's transparent tile
+                with atomic_writer(folder / "backgrounds.npy") as fh:
+                    np.save(fh, result.backgrounds)
+                written.append(folder / "backgrounds.npy")
             self.storage.publish_many(written)  # before the record says ready
         except ImageRejected as exc:
             self._fail(mosaic_id, f"cover {exc.name}: {exc.reason}")

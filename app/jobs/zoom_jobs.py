@@ -172,7 +172,9 @@ class ZoomJobs:
         partial = final.with_name(final.name + ".building")  # a folder; resumed builds start it anew
         try:
             made = self._mosaic_cells(mosaic)
-            source = GridSource.from_tiles(made.tiles, made.grid, made.params.tile_shape, made.offsets)
+            source = GridSource.from_tiles(
+                made.tiles, made.grid, made.params.tile_shape, made.offsets, made.backgrounds
+            )
             fmt = "png" if mosaic.format == "png" else "jpg"
             deep = photo_levels(
                 made.tiles, made.grid, made.params.tile_shape, DziLayout(*source.size, fmt=fmt),
@@ -266,10 +268,12 @@ class ZoomJobs:
         offsets_file = folder / "offsets.npy"
         # The grid and the tints when another process rendered it (only those: the folder also
         # holds the mosaic, its pyramid's tiles and its animations).
-        self.storage.fetch_many([folder / "grid.npy", offsets_file])
+        backgrounds_file = folder / "backgrounds.npy"
+        self.storage.fetch_many([folder / "grid.npy", offsets_file, backgrounds_file])
         grid = np.load(folder / "grid.npy").astype(np.intp)
         offsets = np.load(offsets_file).astype(np.int16) if offsets_file.exists() else None
-        return MosaicCells(params, tiles, grid, offsets)
+        backgrounds = np.load(backgrounds_file).astype(np.uint8) if backgrounds_file.exists() else None
+        return MosaicCells(params, tiles, grid, offsets, backgrounds)
 
     def _sources(self, mosaic: MosaicRecord) -> _FetchedSources:
         return _FetchedSources(self.storage, dict(self.libraries.sources(mosaic.session_id)))
@@ -359,6 +363,7 @@ class MosaicCells:
     tiles: TileSet
     grid: NDArray[np.intp]
     offsets: NDArray[np.int16] | None
+    backgrounds: NDArray[np.uint8] | None = None
 
 
 def _reason(exc: Exception) -> str:

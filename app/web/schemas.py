@@ -42,6 +42,7 @@ class MosaicOptions(BaseModel):
     tint: float = _option_field(OPTIONS["tint"])
     dpi: int = _option_field(OPTIONS["dpi"])
     zoom_tile_size: int = _option_field(OPTIONS["zoom_tile_size"])
+    background: str = _option_field(OPTIONS["background"], pattern=r"^\s*(cell|#[0-9a-fA-F]{6})\s*$")
 
     @field_validator("max_uses", mode="before")
     @classmethod

@@ -94,7 +94,7 @@ def test_rules_choose_the_nearest_allowed_tile() -> None:
 @pytest.mark.parametrize(
     ("field", "params"),
     [
-        ("max_uses", MosaicParams(max_uses=0)),
+        ("max_uses", MosaicParams(max_uses=-1)),
         ("min_distance", MosaicParams(min_distance=-1)),
         ("min_distance", MosaicParams(min_distance=21)),
         ("tint", MosaicParams(tint=101)),

@@ -73,7 +73,11 @@ def test_each_cell_gets_the_nearest_solid_tile(
         np.array(colors, dtype=np.uint8)[:, None, None, :].repeat(4, 1).repeat(4, 2), [str(c) for c in colors]
     )
     cover = Image.fromarray(np.array([cells], dtype=np.uint8))  # one row, one pixel per cell
-    result = make_mosaic(cover, tiles, MosaicParams(cols=len(cells), tile_size=4, color_space=space))  # type: ignore[arg-type]
+    result = make_mosaic(
+        cover,
+        tiles,
+        MosaicParams(cols=len(cells), tile_size=4, color_space=space, max_uses=0, min_distance=0),
+    )  # type: ignore[arg-type]
     assert result.grid.shape == (1, len(cells))
     # Nearest in the engine's feature space (Lab with CIEDE2000-like chroma compression, Oklab, RGB).
     weights = weights_for(space)  # type: ignore[arg-type]

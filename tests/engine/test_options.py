@@ -66,14 +66,22 @@ def test_just_outside_a_bound_is_refused_naming_the_option(option: Option[Any]) 
         ("aspect", "0:1"),
         ("aspect", f"{MAX_ASPECT_RATIO + 1}:1"),
         ("aspect", "101:101"),
-        ("max_uses", "0"),
+        ("max_uses", "-1"),
         ("unique", "maybe"),
+        ("background", "red"),
+        ("background", "#12345"),
+        ("background", "#12345g"),
     ],
 )
 def test_unusable_form_values_name_the_option(name: str, raw: object) -> None:
     with pytest.raises(BadParameter) as info:
         MosaicParams.from_form({name: raw})
     assert info.value.field == name
+
+
+def test_background_is_cell_or_a_colour() -> None:
+    assert MosaicParams().background == "cell" and MosaicParams().background_rgb is None
+    assert MosaicParams.from_form({"background": " #A0b0C0 "}).background_rgb == (0xA0, 0xB0, 0xC0)
 
 
 def test_form_text_is_read_as_the_api_and_the_command_line_write_it() -> None:

@@ -95,4 +95,7 @@ def test_jpeg_tiles_and_progress(mosaic: tuple, tmp_path: Path) -> None:
     with Image.open(tmp_path / "m_files" / "10" / "1_1.jpg") as tile:
         assert tile.format == "JPEG" and tile.size == (256, 256)  # 254 + 1 px overlap each side
         picture = np.asarray(tile.convert("RGB"), dtype=float)
-    assert np.abs(picture - result.image[253:509, 253:509]).mean() < 4
+    # JPEG's loss on a wall of varied photos is a few levels; one pixel off would be well above it.
+    error = np.abs(picture - result.image[253:509, 253:509]).mean()
+    assert error < 6
+    assert error < np.abs(picture - result.image[254:510, 254:510]).mean() / 2

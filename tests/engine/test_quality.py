@@ -67,8 +67,12 @@ def test_cell_grid_gives_a_left_dark_cell_a_left_dark_tile() -> None:
         ["light-dark", "grey", "dark-light"],
     )
     cover = Image.fromarray(split_tile(30, 220))  # one cell: dark left, light right
-    coarse = make_mosaic(cover, tiles, MosaicParams(cols=1, tile_size=8, cell_grid=1))
-    fine = make_mosaic(cover, tiles, MosaicParams(cols=1, tile_size=8, cell_grid=2))
+    coarse = make_mosaic(
+        cover, tiles, MosaicParams(cols=1, tile_size=8, cell_grid=1, max_uses=0, min_distance=0)
+    )
+    fine = make_mosaic(
+        cover, tiles, MosaicParams(cols=1, tile_size=8, cell_grid=2, max_uses=0, min_distance=0)
+    )
     assert coarse.tile_names[coarse.grid[0, 0]] != "dark-light"  # one mean cannot tell them apart
     assert fine.tile_names[fine.grid[0, 0]] == "dark-light"
 

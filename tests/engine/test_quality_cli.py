@@ -53,7 +53,7 @@ def test_unique_flag(corpus: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("flag", "value"),
-    [("--max-uses", "0"), ("--min-distance", "-2"), ("--tint", "150"), ("--cell-grid", "9")],
+    [("--max-uses", "-1"), ("--min-distance", "-2"), ("--tint", "150"), ("--cell-grid", "9")],
 )
 def test_bad_quality_flags_exit_2_naming_the_flag(
     corpus: Path, tmp_path: Path, flag: str, value: str

@@ -53,6 +53,7 @@ def test_upload_make_download_and_reload(
     assert "/s/" in page.url
     session_id = page.url.split("/s/", 1)[1].split("#", 1)[0]
     assert "30 × 30 tiles" in page.text_content("#result-stats")
+    assert "behind transparent tiles: each cell's own colour" in page.text_content("#result-stats")
 
     with page.expect_download() as info:
         page.click("#download")
@@ -61,7 +62,9 @@ def test_upload_make_download_and_reload(
     assert saved.name.startswith("tessera-skimage-astronaut-30x30")
     shown = read_image(saved)
     assert shown.size == (480, 480)
-    assert cell_error(read_image(cover, "RGB"), shown, 30, 30) < 12
+    # < 15: the default rules (no tile next to itself, 4 % cap) cost a small library some colour;
+    # a flat grey picture is at about 25-30.
+    assert cell_error(read_image(cover, "RGB"), shown, 30, 30) < 15
 
     # The session survives a reload; another cover needs no new upload.
     page.reload()

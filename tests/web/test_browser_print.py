@@ -57,6 +57,8 @@ def test_tiff_print_file_from_the_page(
         assert tiff_dpi(tif) == (150, 150)
         pixels = tif.asarray()
     assert pixels.shape == (600, 600, 3)
-    assert cell_error(read_image(cover, "RGB"), Image.fromarray(pixels), 30, 30) < 12
+    # < 15: the default rules (no tile next to itself, 4 % cap) cost a small library some colour;
+    # a flat grey picture is at about 25-30.
+    assert cell_error(read_image(cover, "RGB"), Image.fromarray(pixels), 30, 30) < 15
     assert not errors, errors
     page.close()

@@ -60,7 +60,7 @@ def test_deepest_tiles_show_the_photos_and_the_render_level_is_the_render(deep: 
     for col, row in list(layout.tiles(render_level))[:4]:  # the render's level: the render (JPEG tiles)
         x0, y0, x1, y1 = layout.tile_box(render_level, col, row)
         tile = read(client.get(f"{files}/{render_level}/{col}_{row}.jpg").content).astype(float)
-        assert np.abs(tile - image[y0:y1, x0:x1]).mean() < 5  # JPEG q90 of 16 px cells
+        assert np.abs(tile - image[y0:y1, x0:x1]).mean() < 6  # JPEG q90 of 16 px cells, all different
 
     # The deepest tile (1, 1): the cells it holds are the photos, tinted, not the render enlarged.
     response = client.get(f"{files}/{layout.max_level}/1_1.jpg")

@@ -39,7 +39,9 @@ def test_a_tiff_mosaic_over_http(live_server: LiveServer, corpus: Path, photo_ti
         assert tiff_dpi(tif) == (200, 200)
         pixels = tif.asarray()
     assert pixels.shape == (rows * 20, 40 * 20, 3)
-    assert cell_error(read_image(cover, "RGB"), Image.fromarray(pixels), 40, rows) < 12
+    # < 15: the default rules (no tile next to itself, 4 % cap) cost a small library some colour;
+    # a flat grey picture is at about 25-30.
+    assert cell_error(read_image(cover, "RGB"), Image.fromarray(pixels), 40, rows) < 15
     assert mosaic["report"]["print"]["dpi"] == 200
     assert mosaic["report"]["print"]["width_in"] == 4.0  # 800 px at 200 dpi
 

@@ -11,7 +11,7 @@ import sqlite3
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from app.engine import (
@@ -27,6 +27,7 @@ from app.engine import (
     make_mosaic,
 )
 from app.engine.animate import KINDS, VIDEO_FORMATS, AnimationSpec, Kind, make_animation, scene_of
+from app.engine.index import import_in_background
 from app.engine.mosaic import MosaicResult
 from app.engine.pyramid import GridSource, write_pyramid
 from app.engine.tile_cache import CacheUse, TileCache, default_cache_dir, load_tiles
@@ -200,7 +201,13 @@ def _make(args: argparse.Namespace) -> int:
         return _fail(f"bad {_option(exc.field)}: {exc.message}", code=2)
 
     bar = _ProgressBar("tiles", enabled=not args.quiet and sys.stderr.isatty())
-    tiles, use = _load_tiles(args, params.tile_shape, bar)
+
+    def progress(done: int, total: int) -> None:
+        bar(done, total)
+        if done:  # the decode processes exist now: the late imports can overlap the decoding
+            import_in_background()
+
+    tiles, use = _load_tiles(args, params.tile_shape, progress)
     bar.close()
     decode_s = time.perf_counter() - started
     if not args.quiet:
@@ -239,7 +246,7 @@ def _make(args: argparse.Namespace) -> int:
 
 
 def _load_tiles(
-    args: argparse.Namespace, shape: tuple[int, int], bar: _ProgressBar
+    args: argparse.Namespace, shape: tuple[int, int], bar: Callable[[int, int], None]
 ) -> tuple[TileSet, CacheUse | None]:
     """The tiles, through the tile cache unless ``--no-cache`` (or the cache cannot be opened)."""
     if not args.no_cache:

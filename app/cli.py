@@ -202,12 +202,7 @@ def _make(args: argparse.Namespace) -> int:
 
     bar = _ProgressBar("tiles", enabled=not args.quiet and sys.stderr.isatty())
 
-    def progress(done: int, total: int) -> None:
-        bar(done, total)
-        if done:  # the decode processes exist now: the late imports can overlap the decoding
-            import_in_background()
-
-    tiles, use = _load_tiles(args, params.tile_shape, progress)
+    tiles, use = _load_tiles(args, params.tile_shape, bar)
     bar.close()
     decode_s = time.perf_counter() - started
     if not args.quiet:
@@ -259,10 +254,19 @@ def _load_tiles(
             print(f"tessera: tile cache {folder} unusable ({exc}); decoding every tile", file=sys.stderr)
         else:
             try:
-                return load_tiles(args.tiles, size=shape, cache=cache, workers=args.workers, progress=bar)
+                return load_tiles(
+                    args.tiles, size=shape, cache=cache, workers=args.workers, progress=bar,
+                    started=import_in_background,  # the late imports overlap the decoding
+                )  # fmt: skip
             finally:
                 cache.close()
-    return TileSet.from_paths(args.tiles, size=shape, workers=args.workers, progress=bar), None
+
+    def progress(done: int, total: int) -> None:
+        bar(done, total)
+        if done:  # the decode processes exist now: the late imports can overlap the decoding
+            import_in_background()
+
+    return TileSet.from_paths(args.tiles, size=shape, workers=args.workers, progress=progress), None
 
 
 def _zoom_outputs(

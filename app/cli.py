@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import cast
 
 from app.engine import (
     OPTIONS,
@@ -212,7 +213,7 @@ def _make(args: argparse.Namespace) -> int:
     try:
         result = make_mosaic(cover, tiles, params)
         t = time.perf_counter()
-        _write_atomically(result.image, output, fmt, args.quality)
+        _write_atomically(result.image, output, fmt, args.quality, params.dpi)
         encode_s = time.perf_counter() - t
         _zoom_outputs(args, result, tiles, spec)
     except ImageRejected as exc:
@@ -230,7 +231,13 @@ def _make(args: argparse.Namespace) -> int:
             f"wrote {output} ({report['width']}x{report['height']} px, "
             f"{result.cols}x{result.rows} tiles of {params.tile_shape[0]}x{params.tile_shape[1]} px)"
         )
+        size = cast(dict[str, float], report["print"])
+        print(
+            f"print: {size['width_cm']} x {size['height_cm']} cm "
+            f"({size['width_in']} x {size['height_in']} in) at {size['dpi']} dpi"
+        )
         _print_quality(result.quality)
+        _print_raised(result.rules_raised)
         timings = result.timings
         print(
             f"time: tiles {decode_s:.2f} s, cover {timings['cover']:.2f} s, match {timings['match']:.2f} s, "
@@ -304,8 +311,16 @@ def _print_quality(quality: dict[str, float | int]) -> None:
     print(
         f"quality: colour error per cell {quality['cell_de']:.2f} (mean CIEDE2000), "
         f"distinct tiles used {quality['distinct_tiles']}, most uses of one tile {quality['max_uses']}, "
-        f"neighbours with the same tile {100 * quality['adjacent_same']:.1f} %"
+        f"neighbours with the same tile {100 * quality['adjacent_same']:.1f} %, "
+        f"library used {100 * quality.get('library_used', 0):.1f} %"
     )
+
+
+def _print_raised(raised: list[dict[str, object]]) -> None:
+    """The rules the library was too small for, one line each."""
+    for rule in raised:
+        flag = "--" + str(rule["rule"]).replace("_", "-")
+        print(f"rule not kept: {flag} asked {rule['asked']}, used {rule['used']} ({rule['reason']})")
 
 
 def _print_tiles(tiles: TileSet) -> None:
@@ -319,11 +334,11 @@ def _print_tiles(tiles: TileSet) -> None:
         print(f"  ... and {len(rest)} more rejected: {summary}")
 
 
-def _write_atomically(image: object, output: Path, fmt: str, quality: int) -> None:
+def _write_atomically(image: object, output: Path, fmt: str, quality: int, dpi: int) -> None:
     tmp = output.with_name(f".{output.name}.part")
     try:
         with open(tmp, "wb") as fh:
-            encode(image, fh, fmt, quality=quality)  # type: ignore[arg-type]
+            encode(image, fh, fmt, quality=quality, dpi=dpi)  # type: ignore[arg-type]
         os.replace(tmp, output)
     finally:
         tmp.unlink(missing_ok=True)

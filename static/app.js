@@ -277,7 +277,7 @@ const STAGES = { tiles: "Preparing tiles", cover: "Reading the cover", match: "M
 async function makeMosaic() {
   const form = new FormData();
   form.append("cover", state.cover, state.cover.name);
-  for (const id of ["cols", "tile_size", "format", "color_space", "cell_grid", "aspect", "tint", "max_uses", "min_distance"]) {
+  for (const id of ["cols", "tile_size", "format", "color_space", "cell_grid", "aspect", "tint", "max_uses", "min_distance", "dpi"]) {
     form.append(id, $(id).value);
   }
   form.append("unique", $("unique").checked ? "true" : "false");
@@ -380,9 +380,12 @@ async function showZoom(mosaic) {
   $("viewer").hidden = false;
   $("viewer-hint").hidden = false;
   $("result-link").hidden = true;
-  if (!zoom.viewer) zoom.viewer = new DeepZoomViewer($("viewer"), { onPick: pickCell, label: "Zoomable mosaic" });
-  await zoom.viewer.open(ready.dzi_url);
-  window.tesseraViewer = zoom.viewer;
+  if (zoom.viewer) zoom.viewer.destroy();
+  zoom.viewer = null;
+  const view = await TesseraViewer.open($("viewer"), ready.dzi_url, { onPick: pickCell, label: "Zoomable mosaic" });
+  if (shown !== zoom.shown) { view.destroy(); return; }
+  zoom.viewer = view;
+  window.tesseraViewer = view;
 }
 
 // A click in the viewer picks the tile a zoom animation ends in.

@@ -89,3 +89,17 @@ def test_console_script_is_installed() -> None:
         pytest.skip("tessera is not installed in this environment")
     run = subprocess.run([exe, "make", "--help"], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and "--tile-size" in run.stdout
+
+
+def test_dpi_flag_is_written_and_the_print_size_printed(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.png"
+    run = tessera("make", corpus / "covers" / "skimage-astronaut.jpg", corpus / "tiles_emoji", "-o", out,
+                  "--cols", "10", "--tile-size", "30", "--dpi", "100")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    # 300 x 300 px at 100 dpi: 3 in, 7.6 cm
+    assert "print: 7.6 x 7.6 cm (3.0 x 3.0 in) at 100 dpi" in run.stdout
+    with Image.open(out) as im:
+        assert round(im.info["dpi"][0]) == 100
+    bad = tessera("make", corpus / "covers" / "skimage-astronaut.jpg", corpus / "tiles_emoji", "-o", out,
+                  "--dpi", "0")  # fmt: skip
+    assert bad.returncode == 2 and "--dpi" in bad.stderr

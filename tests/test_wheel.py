@@ -121,6 +121,6 @@ def test_a_mosaic_through_the_rest_api(server: str, corpus: Path, photo_tiles: l
     viewer = httpx.get(server + mosaic["viewer_url"], timeout=10)
     assert viewer.status_code == 200
     refs = set(STATIC_REF.findall(viewer.text))
-    assert "/static/viewer.js" in refs, refs
+    assert {"/static/tessera-viewer.js", "/static/vendor/openseadragon/openseadragon.min.js"} <= refs, refs
     for ref in sorted(refs):
         assert httpx.get(server + ref, timeout=10).status_code == 200, ref

@@ -67,6 +67,61 @@ class Rules:
         return max(wanted, math.ceil(n_cells / n_tiles))
 
 
+def raised_rules(rules: Rules, grid: NDArray[np.intp], n_tiles: int) -> list[dict[str, object]]:
+    """The rules of ``rules`` that the placement ``grid`` ``(rows, cols)`` of ``n_tiles`` tiles
+    could not keep, each as ``{"rule", "asked", "used", "reason", "tiles_needed"}`` (JSON-ready):
+    a cap raised because the library is too small, or a minimum distance broken because there are
+    too few tiles for a neighbourhood. Empty when every rule held."""
+    rows, cols = grid.shape
+    n_cells = rows * cols
+    raised: list[dict[str, object]] = []
+    wanted = 1 if rules.unique else rules.max_uses
+    if wanted is not None:
+        most = int(np.bincount(grid.ravel(), minlength=n_tiles).max())
+        if most > wanted:
+            needed = math.ceil(n_cells / wanted)
+            raised.append({
+                "rule": "unique" if rules.unique else "max_uses",
+                "asked": wanted,
+                "used": most,
+                "reason": f"{n_cells} cells with at most {wanted} use{'s' if wanted > 1 else ''} of a tile "
+                f"need {needed} tiles, the library has {n_tiles}: tiles are reused as evenly as it allows",
+                "tiles_needed": needed,
+            })  # fmt: skip
+    if rules.min_distance > 0:
+        kept = closest_repeat(grid, up_to=rules.min_distance) - 1  # the distance rule the grid does keep
+        if kept < rules.min_distance:
+            d = rules.min_distance
+            needed = min(rows, 2 * d + 1) * min(cols, 2 * d + 1)
+            raised.append({
+                "rule": "min_distance",
+                "asked": d,
+                "used": kept,
+                "reason": f"keeping one tile {d} cell{'s' if d > 1 else ''} from itself needs {needed} tiles "
+                f"in every neighbourhood, the library has {n_tiles} (under the cap)",
+                "tiles_needed": needed,
+            })  # fmt: skip
+    return raised
+
+
+def closest_repeat(grid: NDArray[np.intp], *, up_to: int | None = None) -> int:
+    """The smallest Chebyshev distance between two cells of ``grid`` ``(rows, cols)`` that hold
+    the same tile, looking no further than ``up_to``; ``max(rows, cols)`` (``up_to + 1`` when
+    given) when no tile repeats that close."""
+    rows, cols = grid.shape
+    last = max(rows, cols) - 1 if up_to is None else min(up_to, max(rows, cols) - 1)
+    for d in range(1, last + 1):
+        for dr in range(0, d + 1):
+            for dc in range(-d, d + 1):
+                if max(dr, abs(dc)) != d or (dr == 0 and dc <= 0) or dr >= rows or abs(dc) >= cols:
+                    continue  # not on the ring at d, counted already, or off a narrow grid
+                a = grid[: rows - dr, max(0, -dc) : cols - max(0, dc)]
+                b = grid[dr:, max(0, dc) : cols - max(0, -dc)]
+                if (a == b).any():
+                    return d
+    return max(rows, cols) if up_to is None else up_to + 1
+
+
 def nearest_tiles(index: TileIndex, cells: NDArray[np.floating], rows: int, cols: int) -> NDArray[np.intp]:
     """Each cell's single nearest tile, as a ``(rows, cols)`` grid of tile indices."""
     _, idx = index.query(cells, k=1)

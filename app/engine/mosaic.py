@@ -15,10 +15,10 @@ from app.engine.decode import DEFAULT_MAX_PIXELS, ImageSource, load_rgb
 from app.engine.errors import NoUsableTiles
 from app.engine.features import block_means, cell_means, cover_features, tile_features
 from app.engine.index import TileIndex
-from app.engine.matching import choose_tiles
+from app.engine.matching import choose_tiles, raised_rules
 from app.engine.options import MosaicParams
 from app.engine.quality import quality_report
-from app.engine.render import check_output_size, stitch
+from app.engine.render import check_output_size, print_size, stitch
 from app.engine.tiles import TileSet
 
 #: ``progress(stage, done, total)``; stages are "cover", "match" and "render".
@@ -49,9 +49,11 @@ class MosaicResult:
     params: MosaicParams
     timings: dict[str, float] = field(default_factory=dict)
     #: Figures from :func:`app.engine.quality.quality_report`: cell_de, distinct_tiles, max_uses,
-    #: adjacent_same.
+    #: adjacent_same (8-neighbourhood), library_used.
     quality: dict[str, float | int] = field(default_factory=dict)
     cell_offsets: NDArray[np.int16] | None = None
+    #: The rules the library was too small for (:func:`app.engine.matching.raised_rules`).
+    rules_raised: list[dict[str, object]] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -75,7 +77,9 @@ class MosaicResult:
             "distinct_tiles": int((counts > 0).sum()),
             "max_uses": int(counts.max()),
             "quality": dict(self.quality),
+            "rules_raised": [dict(rule) for rule in self.rules_raised],
             "params": self.params.to_record(),
+            "print": print_size(int(self.image.shape[1]), int(self.image.shape[0]), self.params.dpi),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
         }
 
@@ -168,6 +172,7 @@ def make_mosaic(
         index = build_index(tiles, params)
     report("match", 0, rows * params.cols)
     grid = choose_tiles(index, cells, rows, params.cols, rules=params.rules)
+    raised = raised_rules(params.rules, grid, len(index))
     timings["match"] = time.perf_counter() - t
     report("match", rows * params.cols, rows * params.cols)
 
@@ -181,10 +186,10 @@ def make_mosaic(
     offsets = tint_offsets(cover_means, placed_means[local], params.tint)
     mosaic = stitch(placed, local, cell_offsets=offsets, progress=partial(report, "render"))  # per strip
     timings["render"] = time.perf_counter() - t
-    quality = quality_report(cover_means, placed_means, local, offsets)
+    quality = quality_report(cover_means, placed_means, local, offsets, library_size=len(tiles))
     timings["total"] = time.perf_counter() - t0
     shifts = None if offsets is None else np.rint(offsets).astype(np.int16)  # as stitch applies them
-    return MosaicResult(mosaic, grid, list(tiles.names), params, timings, quality, shifts)
+    return MosaicResult(mosaic, grid, list(tiles.names), params, timings, quality, shifts, raised)
 
 
 def tint_offsets(

@@ -186,10 +186,15 @@ TINT: Option[float] = Option(
     "unaltered)", minimum=0, maximum=100, unit="%", metavar="PCT",
 )  # fmt: skip
 
+DPI: Option[int] = Option(
+    "dpi", "int", 300, "dots per inch written into the file; with the size in pixels it sets the print size",
+    minimum=1, maximum=2400, metavar="DPI",
+)  # fmt: skip
+
 #: Every mosaic option by name, in the order forms and help list them.
 OPTIONS: Mapping[str, Option[Any]] = {
     option.name: option
-    for option in (COLS, TILE_SIZE, COLOR_SPACE, CELL_GRID, ASPECT, MAX_USES, MIN_DISTANCE, UNIQUE, TINT)
+    for option in (COLS, TILE_SIZE, COLOR_SPACE, CELL_GRID, ASPECT, MAX_USES, MIN_DISTANCE, UNIQUE, TINT, DPI)
 }
 
 
@@ -211,6 +216,7 @@ class MosaicParams:
     min_distance: int = MIN_DISTANCE.default  # cells within this distance never hold the same tile
     unique: bool = UNIQUE.default  # each tile at most once (when the library has as many tiles as cells)
     tint: float = TINT.default  # % of the way each placed tile's mean colour is shifted to its cell's
+    dpi: int = DPI.default  # resolution written into the output file (its print size)
     max_output_pixels: int | None = MAX_OUTPUT_PIXELS  # None = only the format's limits
 
     @classmethod

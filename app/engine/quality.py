@@ -36,18 +36,27 @@ def cell_error(cover_means: NDArray[np.floating], shown_means: NDArray[np.floati
     return float(deltaE_ciede2000(cover_lab, shown_lab).mean())
 
 
-def repetition(grid: NDArray[np.intp]) -> dict[str, float | int]:
-    """Distinct tiles, most uses of one tile, and the share of horizontally or vertically
-    adjacent cell pairs that hold the same tile, for a ``(rows, cols)`` grid of tile indices."""
+def repetition(grid: NDArray[np.intp], library_size: int | None = None) -> dict[str, float | int]:
+    """How tiles repeat in a ``(rows, cols)`` grid of tile indices, counted by tile (a tinted or
+    composited copy is still the same tile): ``distinct_tiles``, ``max_uses`` (most uses of one
+    tile), ``adjacent_same`` (share of neighbouring cell pairs, diagonals included, that hold the
+    same tile) and, given the library's size, ``library_used`` (share of its tiles placed)."""
     _, counts = np.unique(grid, return_counts=True)
     rows, cols = grid.shape
-    same = int((grid[:, 1:] == grid[:, :-1]).sum() + (grid[1:, :] == grid[:-1, :]).sum())
-    pairs = rows * (cols - 1) + (rows - 1) * cols
-    return {
+    same = pairs = 0
+    for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):  # each neighbouring pair once
+        a = grid[: rows - dr, max(0, -dc) : cols - max(0, dc)]
+        b = grid[dr:, max(0, dc) : cols - max(0, -dc)]
+        same += int((a == b).sum())
+        pairs += a.size
+    figures: dict[str, float | int] = {
         "distinct_tiles": len(counts),
         "max_uses": int(counts.max()),
         "adjacent_same": round(same / pairs, 4) if pairs else 0.0,
     }
+    if library_size:
+        figures["library_used"] = round(len(counts) / library_size, 4)
+    return figures
 
 
 def quality_report(
@@ -55,9 +64,11 @@ def quality_report(
     tile_means: NDArray[np.floating],
     grid: NDArray[np.intp],
     cell_offsets: NDArray[np.floating] | None = None,
+    *,
+    library_size: int | None = None,
 ) -> dict[str, float | int]:
     """The mosaic's quality figures: ``cell_de`` (mean CIEDE2000 per cell between the cover's
-    cell colour and the placed tile's mean colour, after colour correction), ``distinct_tiles``,
-    ``max_uses`` and ``adjacent_same``."""
+    cell colour and the placed tile's mean colour, after colour correction) and the figures of
+    :func:`repetition`."""
     shown = placed_means(tile_means, grid, cell_offsets)
-    return {"cell_de": round(cell_error(cover_means, shown), 3), **repetition(grid)}
+    return {"cell_de": round(cell_error(cover_means, shown), 3), **repetition(grid, library_size)}

@@ -18,6 +18,9 @@ Progress = Callable[[int, int], None]
 #: Output formats by name, with the largest side each can store.
 FORMAT_LIMITS = {"jpeg": 65_500, "png": 2**31 - 1, "webp": 16_383}
 _EXTENSIONS = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".webp": "webp"}
+#: The resolution written into a file unless the caller asks for another.
+DEFAULT_DPI = 300
+_X_RESOLUTION, _Y_RESOLUTION, _RESOLUTION_UNIT = 282, 283, 296  # EXIF / TIFF tags
 MEDIA_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 FILE_EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp"}
 
@@ -132,15 +135,43 @@ def check_output_size(width: int, height: int, fmt: str, max_pixels: int | None 
 
 
 def encode(
-    image: NDArray[np.uint8], fp: str | os.PathLike[str] | BinaryIO, fmt: str, *, quality: int = 90
+    image: NDArray[np.uint8],
+    fp: str | os.PathLike[str] | BinaryIO,
+    fmt: str,
+    *,
+    quality: int = 90,
+    dpi: int = DEFAULT_DPI,
 ) -> None:
-    """Write ``image`` ``(H, W, 3)`` as ``fmt`` (jpeg, png or webp) to a path or file object."""
+    """Write ``image`` ``(H, W, 3)`` as ``fmt`` (jpeg, png or webp) to a path or file object,
+    its resolution ``dpi`` recorded in the file (JFIF density, PNG ``pHYs``, WebP EXIF)."""
     height, width = image.shape[:2]
     check_output_size(width, height, fmt)
     pil = as_pil(image)
     if fmt == "jpeg":
-        pil.save(fp, "JPEG", quality=quality, optimize=False, subsampling="4:2:0")
+        pil.save(fp, "JPEG", quality=quality, optimize=False, subsampling="4:2:0", dpi=(dpi, dpi))
     elif fmt == "png":  # PNG has no RGBX: this one copy is unavoidable with Pillow
-        (pil if pil.mode == "RGB" else pil.convert("RGB")).save(fp, "PNG", compress_level=3)
-    else:
-        pil.save(fp, "WEBP", quality=quality, method=4)
+        (pil if pil.mode == "RGB" else pil.convert("RGB")).save(fp, "PNG", compress_level=3, dpi=(dpi, dpi))
+    else:  # WebP has no density field of its own: the EXIF resolution tags carry it
+        pil.save(fp, "WEBP", quality=quality, method=4, exif=resolution_exif(dpi))
+
+
+def resolution_exif(dpi: int) -> Image.Exif:
+    """EXIF holding ``dpi`` as XResolution / YResolution in inches."""
+    exif = Image.Exif()
+    exif[_X_RESOLUTION] = float(dpi)
+    exif[_Y_RESOLUTION] = float(dpi)
+    exif[_RESOLUTION_UNIT] = 2  # inches
+    return exif
+
+
+def print_size(width: int, height: int, dpi: int) -> dict[str, float]:
+    """The print size of a ``width`` x ``height`` px picture at ``dpi``: the report's ``print``,
+    ``{"dpi", "width_cm", "height_cm", "width_in", "height_in"}`` (cm to 0.1, inches to 0.01)."""
+    width_in, height_in = width / dpi, height / dpi
+    return {
+        "dpi": dpi,
+        "width_cm": round(width_in * 2.54, 1),
+        "height_cm": round(height_in * 2.54, 1),
+        "width_in": round(width_in, 2),
+        "height_in": round(height_in, 2),
+    }

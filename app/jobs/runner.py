@@ -180,7 +180,7 @@ class Jobs:
             t = time.perf_counter()
             out = folder / f"mosaic{FILE_EXTENSIONS[record.format]}"
             with atomic_writer(out) as fh:
-                encode(result.image, fh, record.format)
+                encode(result.image, fh, record.format, dpi=result.params.dpi)
             encode_s = time.perf_counter() - t
             # The placement, for viewers and animations that render from tiles, not from pixels.
             with atomic_writer(folder / "grid.npy") as fh:

@@ -38,6 +38,7 @@ class MosaicOptions(BaseModel):
     min_distance: int = _option_field(OPTIONS["min_distance"])
     unique: bool = _option_field(OPTIONS["unique"])
     tint: float = _option_field(OPTIONS["tint"])
+    dpi: int = _option_field(OPTIONS["dpi"])
 
     @field_validator("max_uses", mode="before")
     @classmethod

@@ -9,7 +9,7 @@ import pytest
 from numpy.typing import NDArray
 
 from app.engine import MosaicParams, TileIndex, TileSet, make_mosaic
-from app.engine.matching import Rules, choose_tiles
+from app.engine.matching import Rules, choose_tiles, raised_rules
 from tests.conftest import cell_error, read_image
 
 
@@ -108,3 +108,38 @@ def test_bad_repetition_and_tint_parameters_name_the_field(field: str, params: M
     with pytest.raises(BadParameter) as info:
         params.validate()
     assert info.value.field == field
+
+
+def test_rules_raised_names_what_a_small_library_could_not_keep() -> None:
+    index = TileIndex(np.array([[0.0], [1.0], [2.0]]))
+    rules = Rules(max_uses=2, min_distance=1)
+    grid = choose_tiles(index, np.zeros((16, 1)), 4, 4, rules=rules)
+    raised = {r["rule"]: r for r in raised_rules(rules, grid, 3)}
+    assert set(raised) == {"max_uses", "min_distance"}
+    assert raised["max_uses"]["asked"] == 2 and raised["max_uses"]["used"] == np.bincount(grid.ravel()).max()
+    assert raised["max_uses"]["tiles_needed"] == 8
+    assert raised["min_distance"]["asked"] == 1 and raised["min_distance"]["used"] == 0
+    assert raised["min_distance"]["tiles_needed"] == 9
+    enough = TileIndex(np.arange(20.0)[:, None])
+    kept = choose_tiles(enough, np.zeros((16, 1)), 4, 4, rules=rules)
+    assert raised_rules(rules, kept, 20) == []
+
+
+def test_closest_repeat_on_grids_narrower_than_the_distance() -> None:
+    """The engine's repeat measure agrees with a brute-force pairwise look on wide, tall and
+    tiny grids, also when the distance asked for is larger than the grid (no crash)."""
+    from app.engine.matching import closest_repeat as engine_closest_repeat
+
+    rng = np.random.default_rng(7)
+    for shape in [(1, 9), (9, 1), (3, 11), (11, 7), (2, 2), (1, 1)]:
+        grid = rng.integers(0, 6, size=shape)
+        cells = [(r, c) for r in range(shape[0]) for c in range(shape[1])]
+        dists = [
+            max(abs(r1 - r2), abs(c1 - c2))
+            for i, (r1, c1) in enumerate(cells)
+            for (r2, c2) in cells[i + 1 :]
+            if grid[r1, c1] == grid[r2, c2]
+        ]
+        brute = min(dists) if dists else max(shape)
+        assert engine_closest_repeat(grid) == brute
+        assert engine_closest_repeat(grid, up_to=20) == (brute if dists else 21)

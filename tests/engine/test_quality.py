@@ -77,8 +77,12 @@ def test_report_figures_on_a_hand_made_grid() -> None:
     tile_means = np.array([[255.0, 255, 255], [0, 0, 0], [128, 128, 128]])
     grid = np.array([[0, 0], [1, 2]])
     cover = tile_means[grid].copy()
-    exact = quality_report(cover, tile_means, grid)
-    assert exact == {"cell_de": 0.0, "distinct_tiles": 3, "max_uses": 2, "adjacent_same": 0.25}
+    exact = quality_report(cover, tile_means, grid, library_size=6)
+    # 6 neighbouring pairs in a 2 x 2 grid (2 across, 2 down, 2 diagonal), one of them the same tile
+    assert exact == {"cell_de": 0.0, "distinct_tiles": 3, "max_uses": 2,
+                     "adjacent_same": round(1 / 6, 4), "library_used": 0.5}  # fmt: skip
+    diagonal = quality_report(cover, tile_means, np.array([[0, 1], [2, 0]]))
+    assert diagonal["adjacent_same"] == round(1 / 6, 4)  # a diagonal repeat counts
     cover[0, 0] = [0, 0, 0]  # white placed on black: CIEDE2000 is 100 for that cell
     assert quality_report(cover, tile_means, grid)["cell_de"] == pytest.approx(25.0, abs=0.01)
     shifted = quality_report(cover, tile_means, grid, np.full((2, 2, 3), -300.0))  # all clipped to black
@@ -89,7 +93,8 @@ def test_report_is_on_the_result(corpus: Path, library: TileSet) -> None:
     result = make_mosaic(corpus / "covers" / "mate-Aqua.jpg", library, MosaicParams(cols=20, tile_size=8))
     quality = result.report()["quality"]
     assert isinstance(quality, dict)
-    assert set(quality) == {"cell_de", "distinct_tiles", "max_uses", "adjacent_same"}
+    assert set(quality) == {"cell_de", "distinct_tiles", "max_uses", "adjacent_same", "library_used"}
+    assert quality["library_used"] == pytest.approx(len(np.unique(result.grid)) / len(library), abs=1e-4)
     assert quality["max_uses"] == np.bincount(result.grid.ravel()).max()
     assert 0 < quality["cell_de"] < 30
 

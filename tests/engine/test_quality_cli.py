@@ -31,7 +31,7 @@ def test_every_quality_flag_reaches_the_engine_and_the_report_is_printed(
     assert run.returncode == 0, run.stderr
     found = re.search(
         r"quality: colour error per cell ([\d.]+) \(mean CIEDE2000\), distinct tiles used (\d+), "
-        r"most uses of one tile (\d+), neighbours with the same tile ([\d.]+) %",
+        r"most uses of one tile (\d+), neighbours with the same tile ([\d.]+) %, library used ([\d.]+) %",
         run.stdout,
     )
     assert found, run.stdout
@@ -63,3 +63,23 @@ def test_bad_quality_flags_exit_2_naming_the_flag(
     assert run.returncode == 2
     assert f"bad {flag}" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_a_rule_the_library_is_too_small_for_is_printed(corpus: Path, tmp_path: Path) -> None:
+    few = tmp_path / "few"
+    few.mkdir()
+    for tile in sorted((corpus / "tiles_photo").iterdir())[:10]:
+        (few / tile.name).write_bytes(tile.read_bytes())
+    out = tmp_path / "m.png"
+    run = tessera("make", corpus / "covers" / "mate-Aqua.jpg", few, "-o", out, "--cols", "12",
+                  "--tile-size", "8", "--max-uses", "2", "--tint", "0")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    found = re.search(r"rule not kept: --max-uses asked 2, used (\d+) \((.+)\)", run.stdout)
+    assert found, run.stdout
+    rows = np.asarray(read_image(out)).shape[0] // 8
+    assert int(found[1]) == -(-12 * rows // 10)  # as evenly as 10 tiles allow
+    assert f"need {-(-12 * rows // 2)} tiles" in found[2]
+    kept = tessera("make", corpus / "covers" / "mate-Aqua.jpg", few, "-o", out, "--cols", "4",
+                   "--tile-size", "8", "--max-uses", "2")  # fmt: skip
+    assert kept.returncode == 0, kept.stderr
+    assert "rule not kept" not in kept.stdout

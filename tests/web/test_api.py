@@ -127,14 +127,21 @@ def test_one_shot_mosaic(client: TestClient, corpus: Path, photo_tiles: list[Pat
     response = client.post(
         "/api/mosaics",
         files=[("cover", (cover.name, cover.read_bytes(), "image/jpeg")), *files_of(photo_tiles[:120])],
-        data={"cols": "24", "tile_size": "12", "format": "webp"},
+        data={"cols": "24", "tile_size": "12", "format": "webp", "dpi": "600"},
     )
     assert response.status_code == 202, response.text
     mosaic = wait_for(lambda: client.get(response.json()["status_url"]).json(), until={"ready", "failed"})
     assert mosaic["state"] == "ready", mosaic
     image = client.get(mosaic["image_url"])
     assert image.headers["content-type"] == "image/webp"
-    assert Image.open(io.BytesIO(image.content)).size == (24 * 12, mosaic["rows"] * 12)
+    with Image.open(io.BytesIO(image.content)) as im:
+        assert im.size == (24 * 12, mosaic["rows"] * 12)
+        assert im.getexif()[282] == 600  # WebP carries the dpi in EXIF
+    width_in, height_in = 24 * 12 / 600, mosaic["rows"] * 12 / 600
+    assert mosaic["report"]["print"] == {
+        "dpi": 600, "width_cm": round(width_in * 2.54, 1), "height_cm": round(height_in * 2.54, 1),
+        "width_in": round(width_in, 2), "height_in": round(height_in, 2),
+    }  # fmt: skip
 
 
 def test_delete_removes_everything(client: TestClient, corpus: Path, photo_tiles: list[Path]) -> None:
@@ -273,6 +280,23 @@ def test_no_tiles_at_all_is_422(client: TestClient) -> None:
     assert_error(client.post("/api/sessions", data={"x": "1"}), 422, field="tiles")
 
 
+def test_the_record_says_which_rule_the_library_was_too_small_for(
+    client: TestClient, corpus: Path, photo_tiles: list[Path]
+) -> None:
+    session = ready_session(client, photo_tiles[:10])
+    cover = corpus / "covers" / "mate-LadyBird.jpg"
+    made = make(client, session["id"], cover, cols=12, tile_size=8, max_uses=2, tint=0)
+    assert made["state"] == "ready", made
+    cells = 12 * made["rows"]
+    [raised] = made["report"]["rules_raised"]
+    assert raised["rule"] == "max_uses" and raised["asked"] == 2
+    assert raised["used"] == made["report"]["max_uses"] == -(-cells // 10)
+    assert raised["tiles_needed"] == -(-cells // 2)
+    assert "10" in raised["reason"]
+    fetched = client.get(f"/api/sessions/{session['id']}/mosaics/{made['id']}").json()
+    assert fetched["report"]["rules_raised"] == made["report"]["rules_raised"]
+
+
 def test_openapi_documents_the_endpoints(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     for path in [
@@ -296,6 +320,7 @@ def test_quality_options_reach_the_engine(client: TestClient, corpus: Path, phot
     assert capped["params"]["max_uses"] == 2 and capped["params"]["tint"] == 0
     assert capped["report"]["max_uses"] <= 2
     assert capped["report"]["quality"]["adjacent_same"] == 0
+    assert capped["report"]["rules_raised"] == []
     unique = make(client, session["id"], cover, cols=8, tile_size=8, unique="true", max_uses="")
     assert unique["report"]["distinct_tiles"] == 8 * unique["rows"]
     assert_error(

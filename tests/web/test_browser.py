@@ -6,6 +6,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,17 +134,14 @@ def test_viewer_zooms_into_deeper_tiles_picks_a_cell_and_animates(
 
     page.wait_for_timeout(800)  # the page scrolls smoothly to the result
     page.locator("#viewer").scroll_into_view_if_needed()
-    box = page.locator("#viewer canvas").bounding_box()
+    box = page.locator("#viewer").bounding_box()
     assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 900
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     for _ in range(8):
         page.mouse.wheel(0, -400)
         page.wait_for_timeout(120)
     page.wait_for_function("document.getElementById('viewer').dataset.level === '11'", timeout=10_000)
-    page.wait_for_function(
-        "[...window.tesseraViewer.tiles].some(([key, tile]) => key.startsWith('11/') && tile.ready)",
-        timeout=20_000,
-    )
+    page.wait_for_function("window.tesseraViewer.levelsLoaded.has(11)", timeout=20_000)
     deep = [url for url in loaded if "_files/11/" in url]
     assert deep and len(set(deep)) < 40  # the tiles in view of the deepest level, not all 8 x 5
 
@@ -170,15 +168,14 @@ def test_viewer_zooms_into_deeper_tiles_picks_a_cell_and_animates(
     viewer.on("response", lambda r: shared.append(r.url) if "/mosaic_files/" in r.url and r.ok else None)
     viewer.goto(share)
     viewer.wait_for_function("window.tesseraViewer && window.tesseraViewer.layout", timeout=30_000)
-    viewer.wait_for_function("[...window.tesseraViewer.tiles.values()].some((tile) => tile.ready)")
+    viewer.wait_for_function("window.tesseraViewer.levelsLoaded.size > 0")
     assert shared and all("/v/" in url for url in shared)
     viewer.close()
     page.close()
 
 
-def test_share_viewer_pinch_zooms_on_a_phone(
-    browser: object, live_server: LiveServer, corpus: Path, photo_tiles: list[Path]
-) -> None:
+def ready_mosaic(live_server: LiveServer, corpus: Path, photo_tiles: list[Path]) -> dict[str, Any]:
+    """A 40-column mosaic of mate-Dune made over HTTP, once it is ready."""
     import httpx2 as httpx
 
     from tests.web.conftest import wait_for
@@ -193,7 +190,53 @@ def test_share_viewer_pinch_zooms_on_a_phone(
         data={"cols": "40", "tile_size": "32"},
         timeout=60,
     ).json()
-    mosaic = wait_for(lambda: httpx.get(live_server.url + created["status_url"]).json(), until={"ready"})
+    mosaic: dict[str, Any] = wait_for(
+        lambda: httpx.get(live_server.url + created["status_url"]).json(), until={"ready"}
+    )
+    return mosaic
+
+
+def test_share_viewer_has_fullscreen_navigator_keyboard_and_destroy(
+    browser: object, live_server: LiveServer, corpus: Path, photo_tiles: list[Path]
+) -> None:
+    mosaic = ready_mosaic(live_server, corpus, photo_tiles)
+    page = browser.new_page(viewport={"width": 1000, "height": 800})  # type: ignore[attr-defined]
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("response", lambda r: errors.append(r.url) if r.status >= 400 else None)
+    page.goto(live_server.url + mosaic["viewer_url"])
+    page.wait_for_function(
+        "window.tesseraViewer && window.tesseraViewer.levelsLoaded.size > 0", timeout=60_000
+    )
+    assert page.locator("#viewer .navigator").count() == 1
+    # OpenSeadragon's buttons: home, zoom in/out and the fullscreen toggle ("full page")
+    assert page.locator("#viewer [title='Toggle full page']").count() == 1
+    page.locator("#viewer [title='Toggle full page']").click()
+    page.wait_for_function("window.tesseraViewer.osd.isFullPage()", timeout=5_000)
+    page.keyboard.press("Escape")
+    page.evaluate("window.tesseraViewer.osd.setFullPage(false)")
+
+    before = page.evaluate("window.tesseraViewer.scale")
+    page.locator("#viewer .openseadragon-canvas").first.focus()
+    for _ in range(4):
+        page.keyboard.press("+")  # zoom in by keyboard
+        page.wait_for_timeout(300)
+    page.wait_for_timeout(1500)
+    assert page.evaluate("window.tesseraViewer.scale") > before * 1.3
+    page.keyboard.press("0")  # home
+    page.wait_for_timeout(1500)
+    assert page.evaluate("window.tesseraViewer.scale") == pytest.approx(before, rel=0.05)
+
+    page.evaluate("window.tesseraViewer.destroy()")
+    assert page.evaluate("document.getElementById('viewer').children.length") == 0
+    assert not errors, errors
+    page.close()
+
+
+def test_share_viewer_pinch_zooms_on_a_phone(
+    browser: object, live_server: LiveServer, corpus: Path, photo_tiles: list[Path]
+) -> None:
+    mosaic = ready_mosaic(live_server, corpus, photo_tiles)
 
     context = browser.new_context(  # type: ignore[attr-defined]
         viewport={"width": 390, "height": 844}, device_scale_factor=2, has_touch=True, is_mobile=True
@@ -203,7 +246,7 @@ def test_share_viewer_pinch_zooms_on_a_phone(
     page.wait_for_function("window.tesseraViewer && window.tesseraViewer.layout", timeout=60_000)
     before = page.evaluate("window.tesseraViewer.scale")
     cdp = context.new_cdp_session(page)
-    box = page.locator("#viewer canvas").bounding_box()
+    box = page.locator("#viewer").bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
 
     def touch(kind: str, spread: float) -> None:

@@ -97,7 +97,7 @@ def test_share_link_opens_the_viewer_without_the_session_id(shared: Any) -> None
     assert viewer.startswith("/v/") and mosaic["session_id"] not in viewer and mosaic["id"] not in viewer
     page = client.get(viewer)
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-    assert f"{viewer}/mosaic.dzi" in page.text and "viewer.js" in page.text
+    assert f"{viewer}/mosaic.dzi" in page.text and "tessera-viewer.js" in page.text
     assert mosaic["session_id"] not in page.text
     assert client.get(f"{viewer}/mosaic.dzi").text == client.get(mosaic["dzi_url"]).text
     files = mosaic["dzi_url"].removesuffix(".dzi") + "_files"

@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.forkserver
 import os
 import signal
 import threading
@@ -173,6 +174,9 @@ class ProcessDispatcher(LocalDispatcher):
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(_PRELOAD)
         self._closing = False
+        # Start the fork server now, off the caller's thread: its imports take a second or more,
+        # which the first job would otherwise wait for.
+        threading.Thread(target=_start_fork_server, name="fork-server", daemon=True).start()
 
     def _execute(self, job: _Job) -> None:
         here, there = self._context.Pipe(duplex=True)
@@ -233,6 +237,13 @@ class ProcessDispatcher(LocalDispatcher):
             for job in running:
                 self._stop(job)
         super().shutdown(wait=wait)
+
+
+def _start_fork_server() -> None:
+    try:
+        multiprocessing.forkserver.ensure_running()
+    except Exception:  # the first job starts it, and reports why it cannot
+        log.warning("could not start the job fork server", exc_info=True)
 
 
 def _no_run(kind: str, record_id: str) -> None:  # pragma: no cover - never called

@@ -74,14 +74,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--case", choices=("all", "small", "phone"), default="all")
+    parser.add_argument("--small-dir", type=Path, help="another folder of small photos (default: generated)")
+    parser.add_argument("--phone-dir", type=Path, help="another folder of phone JPEGs (default: generated)")
     args = parser.parse_args()
     SCRATCH.mkdir(parents=True, exist_ok=True)
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
     rows = []
     if args.case in ("all", "small"):
-        rows.append(measure("small photos", tiles_dir(20000), 120, 16, args.repeats))
+        rows.append(measure("small photos", args.small_dir or tiles_dir(20000), 120, 16, args.repeats))
     if args.case in ("all", "phone"):
-        rows.append(measure("12 MP phone", phone_dir(), 80, 32, args.repeats))
+        rows.append(measure("12 MP phone", args.phone_dir or phone_dir(), 80, 32, args.repeats))
     print(f"\nmedians of {args.repeats}; cold includes interpreter start, the floor does not\n")
     header = ["input", "files", "cols", "px", "floor s", "cold s", "cold/floor", "second s", "second/cold"]
     print(table(header, rows))

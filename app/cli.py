@@ -22,15 +22,16 @@ from app.engine import (
     ImageRejected,
     MosaicParams,
     TileSet,
-    encode,
     format_for_path,
     load_cover,
     make_mosaic,
 )
 from app.engine.animate import KINDS, VIDEO_FORMATS, AnimationSpec, Kind, make_animation, scene_of
 from app.engine.index import import_in_background
-from app.engine.mosaic import MosaicResult
+from app.engine.mosaic import MosaicResult, write_mosaic
+from app.engine.options import MAX_OUTPUT_PIXELS
 from app.engine.pyramid import GridSource, write_pyramid
+from app.engine.render import MAX_TIFF_PIXELS
 from app.engine.tile_cache import CacheUse, TileCache, default_cache_dir, load_tiles
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     make.add_argument("cover", help="the picture to re-create")
     make.add_argument("tiles", nargs="+", help="tile photos, or folders of them (walked recursively)")
     make.add_argument(
-        "-o", "--output", default="mosaic.jpg", help="output file; .jpg, .png or .webp (default: mosaic.jpg)"
+        "-o",
+        "--output",
+        default="mosaic.jpg",
+        help="output file; .jpg, .png, .webp or .tif (a print file, streamed; default: mosaic.jpg)",
     )
     _add_mosaic_options(make)
     make.add_argument("--quality", type=int, default=90, help="JPEG/WebP quality (default: %(default)s)")
@@ -184,8 +188,9 @@ def _make(args: argparse.Namespace) -> int:
     _configure_logging("WARNING")
     output = Path(args.output)
     try:
-        params = MosaicParams.from_form(vars(args))
         fmt = format_for_path(output)
+        limit = MAX_TIFF_PIXELS if fmt == "tiff" else MAX_OUTPUT_PIXELS  # a TIFF is streamed
+        params = MosaicParams.from_form(vars(args), max_output_pixels=limit)
         if not output.parent.is_dir():
             raise BadParameter("output", f"folder {str(output.parent)!r} does not exist")
         spec = _animation_spec(args)
@@ -211,9 +216,9 @@ def _make(args: argparse.Namespace) -> int:
         if use is not None:
             print(f"tile cache: {use.cached} from the cache, {use.decoded} decoded")
     try:
-        result = make_mosaic(cover, tiles, params)
+        result = make_mosaic(cover, tiles, params, stitched=fmt != "tiff")
         t = time.perf_counter()
-        _write_atomically(result.image, output, fmt, args.quality, params.dpi)
+        _write_atomically(result, output, fmt, args.quality)
         encode_s = time.perf_counter() - t
         _zoom_outputs(args, result, tiles, spec)
     except ImageRejected as exc:
@@ -334,11 +339,11 @@ def _print_tiles(tiles: TileSet) -> None:
         print(f"  ... and {len(rest)} more rejected: {summary}")
 
 
-def _write_atomically(image: object, output: Path, fmt: str, quality: int, dpi: int) -> None:
+def _write_atomically(result: MosaicResult, output: Path, fmt: str, quality: int) -> None:
     tmp = output.with_name(f".{output.name}.part")
     try:
         with open(tmp, "wb") as fh:
-            encode(image, fh, fmt, quality=quality, dpi=dpi)  # type: ignore[arg-type]
+            write_mosaic(result, fh, fmt, quality=quality)
         os.replace(tmp, output)
     finally:
         tmp.unlink(missing_ok=True)

@@ -18,6 +18,7 @@ from app.jobs.sweeper import sweep
 from app.settings import Settings, get_settings
 from app.web.assets import STATIC_DIR
 from app.web.errors import install_error_handlers
+from app.web.headers import SecurityHeaders, content_security_policy
 from app.web.limits import BodySizeLimit
 from app.web.routes import api, health, pages, zoom
 
@@ -44,10 +45,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Photo mosaics from your own photos.",
         lifespan=lifespan,
+        docs_url=None,  # /docs is ours (pages.docs): Swagger UI from static/, no CDN, no inline script
+        redoc_url=None,
         form_limits={"max_files": settings.max_files_per_request + 1, "max_fields": 1000},
     )
     app.state.services = services
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        SecurityHeaders,
+        csp=content_security_policy(
+            frame_ancestors=settings.frame_ancestors,
+            extra_origins=settings.download_origins,
+        ),
+    )  # fmt: skip  (added last: it wraps everything, the 413s too)
     install_error_handlers(app)
     app.include_router(api.router)
     app.include_router(zoom.router)

@@ -40,5 +40,12 @@ def serve(*, host: str | None = None, port: int | None = None) -> int:
         log_config=log_config(),
         log_level="info",
         timeout_graceful_shutdown=5,
+        # Bounds per connection (issue 17). h11, not httptools: only h11 caps the size of a request
+        # line and headers that are still arriving. Half-sent requests need the proxy's timeouts
+        # (deploy/nginx.conf): uvicorn has no timeout for a request that stops mid-way.
+        http="h11",
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=settings.keep_alive_seconds,
     )
     return 0

@@ -9,11 +9,13 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import cast
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.engine.options import COLS, MAX_OUTPUT_PIXELS
+from app.engine.render import MAX_TIFF_PIXELS
 
 _MB = 1024 * 1024
 
@@ -26,6 +28,13 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("tessera-data"), description="uploads, tile caches, mosaics, SQLite")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    max_connections: int = Field(
+        200, ge=1, description="connections and requests one `tessera serve` handles at once; more get a 503"
+    )
+    keep_alive_seconds: int = Field(5, ge=1, le=300, description="an idle connection is closed after this")
+    max_header_bytes: int = Field(
+        64 * 1024, ge=4096, le=16 * _MB, description="largest request line plus headers; larger is refused"
+    )
     workers: int = Field(2, ge=1, le=64, description="background jobs (index builds, renders) at once")
     job_processes: bool = Field(
         True, description="run each background job in its own process (false: threads of the web process)"
@@ -46,6 +55,10 @@ class Settings(BaseSettings):
     max_output_pixels: int = Field(
         MAX_OUTPUT_PIXELS, ge=1, description="largest mosaic, in pixels (default: the engine's limit)"
     )
+    max_tiff_pixels: int = Field(
+        MAX_TIFF_PIXELS, ge=1, description="largest TIFF print file, in pixels (streamed, so larger "
+        "than the other formats' limit)",
+    )  # fmt: skip
     max_cols: int | None = Field(
         None, ge=1, le=COLS.maximum,
         description="a lower cap on a mosaic's cols than the engine's; more is refused with a 422 naming "
@@ -56,7 +69,16 @@ class Settings(BaseSettings):
     max_disk_bytes: int = Field(20 * 1024 * _MB, ge=_MB, description="cap on the data folder's size")
     session_ttl_hours: float = Field(24.0, gt=0, description="sessions unused this long are removed")
     sweep_interval_seconds: float = Field(300.0, gt=0, description="how often expired sessions are swept")
+    frame_ancestors: str = Field(
+        "'none'", min_length=1,
+        description="who may show our pages in a frame: the CSP frame-ancestors value ('none', or origins)",
+    )  # fmt: skip
     library_cache_sessions: int = Field(4, ge=1, description="session tile libraries kept in memory")
+    zoom_cache_mb: int = Field(
+        256,
+        ge=8,
+        description="memory for decoded photos of zoom levels below the render (and 1/4 more for tiles)",
+    )
 
     # Scaling past one machine: a broker switches jobs to Celery workers and records to Redis;
     # S3 settings switch shared files to an object store (the data folder becomes a local cache).
@@ -112,6 +134,16 @@ class Settings(BaseSettings):
         if self.worker_queues:
             return [q.strip() for q in self.worker_queues.split(",") if q.strip()]
         return [self.index_queue, self.render_queue, self.zoom_queue]
+
+    @property
+    def download_origins(self) -> list[str]:
+        """Origins outside ours the page loads files from: the object store, with presigned URLs."""
+        if not self.presigned_downloads:
+            return []
+        if self.s3_endpoint_url:
+            parts = urlsplit(self.s3_endpoint_url)
+            return [f"{parts.scheme}://{parts.netloc}", f"{parts.scheme}://*.{parts.netloc}"]
+        return ["https://*.amazonaws.com"]
 
     @property
     def database_path(self) -> Path:

@@ -211,9 +211,16 @@ function showGallery(mosaics) {
   }));
 }
 
+// "Prints at 40.6 × 30.5 cm (16 × 12 in) at 300 dpi": the report's print size, beside the download.
+function printSize(report) {
+  const p = report && report.print;
+  return p ? `Prints at ${p.width_cm} × ${p.height_cm} cm (${p.width_in} × ${p.height_in} in) at ${p.dpi} dpi` : "";
+}
+
 function showResult(mosaic) {
   const img = $("result-image");
-  img.src = mosaic.image_url;
+  // a browser cannot show a TIFF: the zoomable view replaces the picture once its pyramid is ready
+  if (mosaic.format === "tiff") img.removeAttribute("src"); else img.src = mosaic.image_url;
   img.alt = `Mosaic of ${mosaic.cover_name}, ${mosaic.cols} × ${mosaic.rows} tiles`;
   $("result-link").href = mosaic.image_url;
   const download = $("download");
@@ -225,6 +232,7 @@ function showResult(mosaic) {
   $("result-stats").textContent =
     `${mosaic.width} × ${mosaic.height} px · ${mosaic.cols} × ${mosaic.rows} tiles · ` +
     `${r.distinct_tiles} different photos used · ${mb.toFixed(1)} MB · made in ${seconds.toFixed(1)} s`;
+  $("print-size").textContent = printSize(r);
   $("result").hidden = false;
   $("result").scrollIntoView({ behavior: "smooth", block: "start" });
   showZoom(mosaic).catch((err) => showError("anim-error", `The zoomable view is not available: ${err.message}`));
@@ -277,7 +285,7 @@ const STAGES = { tiles: "Preparing tiles", cover: "Reading the cover", match: "M
 async function makeMosaic() {
   const form = new FormData();
   form.append("cover", state.cover, state.cover.name);
-  for (const id of ["cols", "tile_size", "format", "color_space", "cell_grid", "aspect", "tint", "max_uses", "min_distance", "dpi"]) {
+  for (const id of ["cols", "tile_size", "format", "color_space", "cell_grid", "aspect", "tint", "max_uses", "min_distance", "dpi", "zoom_tile_size"]) {
     form.append(id, $(id).value);
   }
   form.append("unique", $("unique").checked ? "true" : "false");

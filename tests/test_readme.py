@@ -62,7 +62,9 @@ def says(cell: str, value: object) -> bool:
 
 
 def byte_size(value: int) -> str:
-    return f"{value // 2**30} GiB" if value % 2**30 == 0 else f"{value // 2**20} MiB"
+    if value % 2**30 == 0:
+        return f"{value // 2**30} GiB"
+    return f"{value // 2**20} MiB" if value % 2**20 == 0 else f"{value // 2**10} KiB"
 
 
 # status codes -------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from app.engine.errors import (
     OutputTooLarge,
 )
 from app.engine.index import TileIndex
-from app.engine.mosaic import MosaicResult, build_index, load_cover, make_mosaic
+from app.engine.mosaic import MosaicResult, build_index, load_cover, make_mosaic, write_mosaic
 from app.engine.options import OPTIONS, MosaicParams, Option
 from app.engine.render import encode, format_for_path
 from app.engine.tiles import Rejection, TileSet
@@ -40,4 +40,5 @@ __all__ = [
     "load_cover",
     "load_rgb",
     "make_mosaic",
+    "write_mosaic",
 ]

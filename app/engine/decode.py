@@ -143,35 +143,59 @@ def upright_size(
             fp.close()
 
 
-def to_rgb(im: Image.Image, *, background: RGB = WHITE) -> Image.Image:
-    """Convert an image of any mode to 8-bit RGB.
+def to_rgb(im: Image.Image, *, background: RGB = WHITE, grey_ok: bool = False) -> Image.Image:
+    """Convert an image of any mode to 8-bit RGB (or 8-bit 'L' for greyscale when ``grey_ok``,
+    for a caller that shrinks the picture before it needs three channels).
 
     16-bit and 32-bit greyscale are scaled (not clipped) to 8 bits; transparent pixels,
     whether from an alpha channel or a palette's transparency entry, are composited onto
     ``background`` so a tile is matched by what it shows.
+
+    Wide and transparent images are converted in strips of rows, so the memory this takes beyond
+    the decoded source is the 8-bit result plus one strip, whatever the source's depth.
     """
     if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        im = _wide_grey_to_l(im)
+        return _wide_grey_to_8bit(im, "L" if grey_ok else "RGB")
+    if grey_ok and im.mode == "L" and "transparency" not in im.info:
+        return im
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
-        rgba = im.convert("RGBA")
-        canvas = Image.new("RGB", rgba.size, background)
-        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        canvas = Image.new("RGB", im.size, background)
+        for box in _strips(im):
+            rgba = im.crop(box).convert("RGBA")
+            canvas.paste(rgba, box, mask=rgba.getchannel("A"))
         return canvas
     if im.mode != "RGB":
         return im.convert("RGB")
     return im
 
 
-def _wide_grey_to_l(im: Image.Image) -> Image.Image:
-    """16/32-bit or float greyscale to 8-bit 'L' by scaling the full range down."""
-    values = np.asarray(im).astype(np.float64)
-    if im.mode == "F" and values.size and values.max() <= 1.0:
-        scaled = values * 255.0
-    elif values.size and values.max() > 255:
-        scaled = values / 257.0  # 65535 -> 255
+#: Pixels converted at a time by the strip-wise conversions (a few MB of float64 per strip).
+_STRIP_PIXELS = 1 << 19
+
+
+def _strips(im: Image.Image) -> list[tuple[int, int, int, int]]:
+    rows = max(1, _STRIP_PIXELS // im.width)
+    return [(0, top, im.width, min(im.height, top + rows)) for top in range(0, im.height, rows)]
+
+
+def _wide_grey_to_8bit(im: Image.Image, mode: str) -> Image.Image:
+    """16/32-bit or float greyscale to 8-bit ``mode`` ('L' or 'RGB') by scaling the full range
+    down, strip by strip (only the 8-bit result is ever whole)."""
+    strips = _strips(im)
+    peak = max((float(np.nanmax(np.asarray(im.crop(box)), initial=0.0)) for box in strips), default=0.0)
+    if im.mode == "F" and peak <= 1.0:
+        factor = 255.0
+    elif peak > 255:
+        factor = 1 / 257.0  # 65535 -> 255
     else:
-        scaled = values
-    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+        factor = 1.0
+    out = Image.new(mode, im.size)
+    for box in strips:
+        values = np.asarray(im.crop(box)).astype(np.float64) * factor
+        np.nan_to_num(values, copy=False, nan=0.0)
+        strip = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))
+        out.paste(strip if mode == "L" else strip.convert(mode), box[:2])
+    return out
 
 
 def _open(fp: BinaryIO, label: str, max_pixels: int | None) -> Image.Image:

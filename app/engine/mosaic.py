@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,7 +20,8 @@ from app.engine.index import TileIndex
 from app.engine.matching import choose_tiles, raised_rules
 from app.engine.options import MosaicParams
 from app.engine.quality import quality_report
-from app.engine.render import check_output_size, print_size, stitch
+from app.engine.render import Progress, check_output_size, encode, print_size, stitch
+from app.engine.tiff import cell_bands, write_tiff
 from app.engine.tiles import TileSet
 
 #: ``progress(stage, done, total)``; stages are "cover", "match" and "render".
@@ -35,7 +38,8 @@ class MosaicResult:
     Attributes
     ----------
     image
-        ``uint8`` ``(rows * tile_h, cols * tile_w, 3)``.
+        ``uint8`` ``(rows * tile_h, cols * tile_w, 3)``; None when made with ``stitched=False``
+        (a print file streamed from ``placed`` by :func:`write_mosaic`, never held whole).
     grid
         ``(rows, cols)`` index into ``tile_names`` of the tile placed in each cell.
     cell_offsets
@@ -43,7 +47,7 @@ class MosaicResult:
         None. With ``grid`` and the tiles it redraws the mosaic exactly (zoom pyramids, animations).
     """
 
-    image: NDArray[np.uint8]
+    image: NDArray[np.uint8] | None
     grid: NDArray[np.intp]
     tile_names: list[str]
     params: MosaicParams
@@ -54,6 +58,10 @@ class MosaicResult:
     cell_offsets: NDArray[np.int16] | None = None
     #: The rules the library was too small for (:func:`app.engine.matching.raised_rules`).
     rules_raised: list[dict[str, object]] = field(default_factory=list)
+    #: The tiles placed, at output size ``(n_used, tile_h, tile_w, 3)``, and ``(rows, cols)``
+    #: indices into them: what :func:`write_mosaic` streams a mosaic made unstitched from.
+    placed: NDArray[np.uint8] | None = None
+    local: NDArray[np.intp] | None = None
 
     @property
     def rows(self) -> int:
@@ -63,7 +71,17 @@ class MosaicResult:
     def cols(self) -> int:
         return int(self.grid.shape[1])
 
+    @property
+    def width(self) -> int:
+        return self.cols * self.params.tile_shape[0]
+
+    @property
+    def height(self) -> int:
+        return self.rows * self.params.tile_shape[1]
+
     def to_image(self) -> Image.Image:
+        if self.image is None:
+            raise ValueError("this mosaic was made unstitched; write_mosaic streams it")
         return Image.fromarray(self.image, mode="RGB")
 
     def report(self) -> dict[str, object]:
@@ -72,14 +90,14 @@ class MosaicResult:
         return {
             "cols": self.cols,
             "rows": self.rows,
-            "width": int(self.image.shape[1]),
-            "height": int(self.image.shape[0]),
+            "width": self.width,
+            "height": self.height,
             "distinct_tiles": int((counts > 0).sum()),
             "max_uses": int(counts.max()),
             "quality": dict(self.quality),
             "rules_raised": [dict(rule) for rule in self.rules_raised],
             "params": self.params.to_record(),
-            "print": print_size(int(self.image.shape[1]), int(self.image.shape[0]), self.params.dpi),
+            "print": print_size(self.width, self.height, self.params.dpi),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
         }
 
@@ -134,8 +152,12 @@ def make_mosaic(
     cover_name: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: StageProgress | None = None,
+    stitched: bool = True,
 ) -> MosaicResult:
     """Make a photo mosaic of ``cover`` from ``tiles``.
+
+    ``stitched=False`` leaves the picture unstitched (``image`` None): :func:`write_mosaic`
+    streams it into a TIFF band by band, so its size is not bounded by memory.
 
     ``index`` may be passed when the caller keeps one per library (it must have been built by
     :func:`build_index` with the same ``color_space`` and ``cell_grid``).
@@ -184,12 +206,35 @@ def make_mosaic(
     placed_means = block_means(placed, 1)[:, 0, 0]  # (n_used, 3)
     cover_means = cell_means(image, params.cols, rows)  # (rows, cols, 3)
     offsets = tint_offsets(cover_means, placed_means[local], params.tint)
-    mosaic = stitch(placed, local, cell_offsets=offsets, progress=partial(report, "render"))  # per strip
+    mosaic = (
+        stitch(placed, local, cell_offsets=offsets, progress=partial(report, "render")) if stitched else None
+    )
     timings["render"] = time.perf_counter() - t
     quality = quality_report(cover_means, placed_means, local, offsets, library_size=len(tiles))
     timings["total"] = time.perf_counter() - t0
     shifts = None if offsets is None else np.rint(offsets).astype(np.int16)  # as stitch applies them
-    return MosaicResult(mosaic, grid, list(tiles.names), params, timings, quality, shifts, raised)
+    streamed = (None, None) if stitched else (placed, local)  # only kept when they are needed
+    return MosaicResult(mosaic, grid, list(tiles.names), params, timings, quality, shifts, raised, *streamed)
+
+
+def write_mosaic(
+    result: MosaicResult,
+    fp: str | os.PathLike[str] | BinaryIO,
+    fmt: str,
+    *,
+    quality: int = 90,
+    progress: Progress | None = None,
+) -> None:
+    """Encode ``result`` as ``fmt`` at its ``dpi``; one made with ``stitched=False`` is streamed
+    (TIFF only: the other formats' encoders take the whole picture)."""
+    if result.image is not None:
+        encode(result.image, fp, fmt, quality=quality, dpi=result.params.dpi)
+        return
+    if fmt != "tiff" or result.placed is None or result.local is None:
+        raise ValueError(f"an unstitched mosaic can only be streamed as a TIFF, not {fmt}")
+    check_output_size(result.width, result.height, fmt)
+    bands = cell_bands(result.placed, result.local, result.cell_offsets)
+    write_tiff(fp, result.width, result.height, bands, dpi=result.params.dpi, progress=progress)
 
 
 def tint_offsets(

@@ -191,10 +191,28 @@ DPI: Option[int] = Option(
     minimum=1, maximum=2400, metavar="DPI",
 )  # fmt: skip
 
+ZOOM_TILE_SIZE: Option[int] = Option(
+    "zoom_tile_size", "int", 256, "width of one tile at the zoom pyramid's deepest level, drawn from the "
+    "photos (no more than most of them have; at most the render's tile size times a power of 2)",
+    minimum=4, maximum=1024, unit="px", metavar="PX",
+)  # fmt: skip
+
 #: Every mosaic option by name, in the order forms and help list them.
 OPTIONS: Mapping[str, Option[Any]] = {
     option.name: option
-    for option in (COLS, TILE_SIZE, COLOR_SPACE, CELL_GRID, ASPECT, MAX_USES, MIN_DISTANCE, UNIQUE, TINT, DPI)
+    for option in (
+        COLS,
+        TILE_SIZE,
+        COLOR_SPACE,
+        CELL_GRID,
+        ASPECT,
+        MAX_USES,
+        MIN_DISTANCE,
+        UNIQUE,
+        TINT,
+        DPI,
+        ZOOM_TILE_SIZE,
+    )
 }
 
 
@@ -217,6 +235,7 @@ class MosaicParams:
     unique: bool = UNIQUE.default  # each tile at most once (when the library has as many tiles as cells)
     tint: float = TINT.default  # % of the way each placed tile's mean colour is shifted to its cell's
     dpi: int = DPI.default  # resolution written into the output file (its print size)
+    zoom_tile_size: int = ZOOM_TILE_SIZE.default  # cell width at the zoom pyramid's deepest level
     max_output_pixels: int | None = MAX_OUTPUT_PIXELS  # None = only the format's limits
 
     @classmethod

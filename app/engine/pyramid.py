@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -294,23 +294,38 @@ def write_pyramid(
     budget_pixels: int = DEFAULT_BUDGET_PIXELS,
     workers: int = 1,
     progress: Progress | None = None,
+    depth: int = 0,
+    deep: DeepLevels | None = None,
 ) -> DziLayout:
     """Write ``<folder>/<name>.dzi`` and ``<folder>/<name>_files/`` for ``source``.
 
     Tiles are written from the full-size level down to level 0; ``progress(done, total)`` counts
     tiles. The descriptor is written last, so its presence means the pyramid is complete.
+
+    ``depth`` > 0: the descriptor declares a pyramid ``depth`` levels deeper than ``source``
+    (its size times ``2**depth``; the levels written here are its levels at and above the
+    source's size). Those deeper levels are written too if ``deep`` draws them
+    (:class:`app.engine.deep_zoom.PhotoLevels`), tile by tile, else left to be made on request.
+    Returns the layout the descriptor declares.
     """
     width, height = source.size
     layout = DziLayout(width, height, tile_size=tile_size, overlap=overlap, fmt=fmt)
+    declared = DziLayout(width << depth, height << depth, tile_size=tile_size, overlap=overlap, fmt=fmt)
     levels = PyramidLevels(source, layout, budget_pixels)
     root = Path(folder)
     files = root / f"{name}_files"
     shutil.rmtree(files, ignore_errors=True)
-    total, done, lock = layout.tile_total(), 0, threading.Lock()
+    written = range(declared.max_level if deep is not None else layout.max_level, -1, -1)
+    total = sum(math.prod(declared.tile_counts(level)) for level in written)
+    done, lock = 0, threading.Lock()
 
     def write_tile(level: int, col: int, row: int) -> None:
         nonlocal done
-        pixels = levels.region(level, layout.tile_box(level, col, row))
+        if level > layout.max_level:
+            assert deep is not None
+            pixels = deep.tile(level, col, row)
+        else:
+            pixels = levels.region(level, layout.tile_box(level, col, row))
         save_tile(pixels, files / str(level) / f"{col}_{row}.{fmt}", fmt, quality)
         with lock:
             done += 1
@@ -318,19 +333,25 @@ def write_pyramid(
                 progress(done, total)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for level in range(layout.max_level, -1, -1):
-            levels.prepare(level)
+        for level in written:
+            if level <= layout.max_level:
+                levels.prepare(level)
             (files / str(level)).mkdir(parents=True, exist_ok=True)
-            jobs = [pool.submit(write_tile, level, c, r) for c, r in layout.tiles(level)]
-            for job in jobs:
+            for job in [pool.submit(write_tile, level, c, r) for c, r in declared.tiles(level)]:
                 job.result()
     descriptor = root / f"{name}.dzi"
-    descriptor.with_name(descriptor.name + ".part").write_text(layout.descriptor())
+    descriptor.with_name(descriptor.name + ".part").write_text(declared.descriptor())
     descriptor.with_name(descriptor.name + ".part").replace(descriptor)
-    return layout
+    return declared
 
 
-def save_tile(pixels: NDArray[np.uint8], path: Path, fmt: str, quality: int) -> None:
+class DeepLevels(Protocol):
+    """Levels deeper than a render pyramid's (:class:`app.engine.deep_zoom.PhotoLevels`)."""
+
+    def tile(self, level: int, col: int, row: int) -> NDArray[np.uint8]: ...
+
+
+def save_tile(pixels: NDArray[np.uint8], path: Path | BinaryIO, fmt: str, quality: int = 90) -> None:
     image = Image.fromarray(np.ascontiguousarray(pixels))
     if fmt == "png":
         image.save(path, "PNG", compress_level=1)

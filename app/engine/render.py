@@ -16,20 +16,30 @@ from app.engine.errors import BadParameter, OutputTooLarge
 #: ``progress(done, total)``: strips of the picture rendered so far.
 Progress = Callable[[int, int], None]
 #: Output formats by name, with the largest side each can store.
-FORMAT_LIMITS = {"jpeg": 65_500, "png": 2**31 - 1, "webp": 16_383}
-_EXTENSIONS = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".webp": "webp"}
+FORMAT_LIMITS = {"jpeg": 65_500, "png": 2**31 - 1, "webp": 16_383, "tiff": 2**31 - 1}
+_EXTENSIONS = {
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".png": "png",
+    ".webp": "webp",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+}
+#: The largest TIFF, in pixels, unless the caller passes another limit: written band by band
+#: (app/engine/tiff.py), a TIFF's memory does not grow with its size, unlike the other formats'.
+MAX_TIFF_PIXELS = 2_000_000_000
 #: The resolution written into a file unless the caller asks for another.
 DEFAULT_DPI = 300
 _X_RESOLUTION, _Y_RESOLUTION, _RESOLUTION_UNIT = 282, 283, 296  # EXIF / TIFF tags
-MEDIA_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
-FILE_EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp"}
+MEDIA_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "tiff": "image/tiff"}
+FILE_EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "tiff": ".tif"}
 
 
 def stitch(
     tiles: NDArray[np.uint8],
     grid: NDArray[np.intp],
     *,
-    cell_offsets: NDArray[np.floating] | None = None,
+    cell_offsets: NDArray[np.floating | np.integer] | None = None,
     progress: Progress | None = None,
 ) -> NDArray[np.uint8]:
     """Lay ``tiles`` ``(n, h, w, 3)`` out as ``grid`` ``(rows, cols)`` says: one array
@@ -111,14 +121,14 @@ def format_for_path(path: str | os.PathLike[str]) -> str:
     """The output format an output file name asks for (by extension)."""
     ext = Path(path).suffix.lower()
     if ext not in _EXTENSIONS:
-        raise BadParameter("output", f"unknown output extension {ext!r}; use .jpg, .png or .webp")
+        raise BadParameter("output", f"unknown output extension {ext!r}; use .jpg, .png, .webp or .tif")
     return _EXTENSIONS[ext]
 
 
 def check_output_size(width: int, height: int, fmt: str, max_pixels: int | None = None) -> None:
     """Refuse outputs a format cannot store, or larger than ``max_pixels``, before rendering."""
     if fmt not in FORMAT_LIMITS:
-        raise BadParameter("format", f"unknown format {fmt!r}; choose jpeg, png or webp")
+        raise BadParameter("format", f"unknown format {fmt!r}; choose jpeg, png, webp or tiff")
     limit = FORMAT_LIMITS[fmt]
     if max(width, height) > limit:
         raise OutputTooLarge(
@@ -142,10 +152,16 @@ def encode(
     quality: int = 90,
     dpi: int = DEFAULT_DPI,
 ) -> None:
-    """Write ``image`` ``(H, W, 3)`` as ``fmt`` (jpeg, png or webp) to a path or file object,
-    its resolution ``dpi`` recorded in the file (JFIF density, PNG ``pHYs``, WebP EXIF)."""
+    """Write ``image`` ``(H, W, 3)`` as ``fmt`` (jpeg, png, webp or tiff) to a path or file
+    object, its resolution ``dpi`` recorded in the file (JFIF density, PNG ``pHYs``, WebP EXIF,
+    TIFF resolution tags)."""
     height, width = image.shape[:2]
     check_output_size(width, height, fmt)
+    if fmt == "tiff":
+        from app.engine.tiff import array_bands, write_tiff  # tiff draws its bands with stitch
+
+        write_tiff(fp, width, height, array_bands(image), dpi=dpi)
+        return
     pil = as_pil(image)
     if fmt == "jpeg":
         pil.save(fp, "JPEG", quality=quality, optimize=False, subsampling="4:2:0", dpi=(dpi, dpi))

@@ -236,7 +236,7 @@ def make_tile(
         return math.ceil(width * scale), math.ceil(height * scale)
 
     def finish(im: Image.Image, turn: Image.Transpose | None) -> NDArray[np.uint8]:
-        rgb = to_rgb(im, background=background)
+        rgb = to_rgb(im, background=background, grey_ok=True)  # shrunk before it becomes RGB
         if turn is None:
             return fit_tile(rgb, size)
         stored = fit_tile(rgb, swap_if_turned(size, turn))
@@ -246,10 +246,11 @@ def make_tile(
 
 
 def fit_tile(img: Image.Image, size: tuple[int, int]) -> NDArray[np.uint8]:
-    """Centre-crop ``img`` to the aspect of ``size`` = (w, h) and resize it to exactly that."""
+    """Centre-crop ``img`` (RGB or greyscale 'L') to the aspect of ``size`` = (w, h) and resize
+    it to exactly that, as an RGB ``(h, w, 3)`` array."""
     box = crop_box(img.width, img.height, size)
     resized = img.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=2.0)
-    return np.asarray(resized, dtype=np.uint8)
+    return np.asarray(resized if resized.mode == "RGB" else resized.convert("RGB"), dtype=np.uint8)
 
 
 def crop_box(width: int, height: int, aspect: tuple[int, int]) -> tuple[float, float, float, float]:

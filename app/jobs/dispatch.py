@@ -55,8 +55,13 @@ Run = Callable[[str, str], None]  # (kind, record id)
 ProcessEntry = Callable[[Settings, str, str, multiprocessing.connection.Connection], None]
 # Imported once in the fork server, so no job process pays for them (scikit-learn alone takes
 # 0.5-1 s to import on an idle machine).
-_PRELOAD = ["app.jobs.services", "app.engine", "app.engine.pyramid", "app.engine.animate"]
-_PRELOAD += ["sklearn.neighbors"]
+_PRELOAD = [
+    "app.jobs.services",
+    "app.engine",
+    "app.engine.pyramid",
+    "app.engine.animate",
+    "sklearn.neighbors",
+]
 
 
 class Dispatcher(Protocol):

@@ -25,8 +25,8 @@ from app.engine import (
     EngineError,
     ImageRejected,
     MosaicParams,
-    encode,
     make_mosaic,
+    write_mosaic,
 )
 from app.engine.render import FILE_EXTENSIONS
 from app.jobs.dispatch import Dispatcher
@@ -175,12 +175,13 @@ class Jobs:
             result = make_mosaic(
                 _cover_path(folder), tiles, params, index=index, cover_name=record.cover_name,
                 max_pixels=self.settings.max_image_pixels, progress=progress,
+                stitched=record.format != "tiff",  # a print file is streamed from the cells
             )  # fmt: skip
             progress("encode", 0, 1)
             t = time.perf_counter()
             out = folder / f"mosaic{FILE_EXTENSIONS[record.format]}"
             with atomic_writer(out) as fh:
-                encode(result.image, fh, record.format, dpi=result.params.dpi)
+                write_mosaic(result, fh, record.format, progress=lambda d, t: progress("encode", d, t))
             encode_s = time.perf_counter() - t
             # The placement, for viewers and animations that render from tiles, not from pixels.
             with atomic_writer(folder / "grid.npy") as fh:

@@ -14,21 +14,25 @@ given to call after each render.
 
 from __future__ import annotations
 
+import io
 import logging
 import secrets
 import shutil
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from app.engine import EngineError, MosaicParams, TileSet
 from app.engine.animate import AnimationSpec, MosaicScene, make_animation, scene_of
-from app.engine.pyramid import GridSource, write_pyramid
+from app.engine.deep_zoom import CellCache, PhotoLevels, photo_levels
+from app.engine.pyramid import DziLayout, GridSource, save_tile, write_pyramid
 from app.jobs.dispatch import Dispatcher
 from app.jobs.kinds import ANIMATION, PYRAMID, JobKinds
 from app.jobs.library import Libraries
@@ -43,6 +47,7 @@ log = logging.getLogger(__name__)
 PYRAMID_DIR = "dzi"
 PYRAMID_NAME = "mosaic"
 ANIMATION_DIR = "animations"
+_DEEP_MOSAICS = 8  # mosaics whose placement is kept for drawing deep tiles
 
 
 def new_token() -> str:
@@ -70,6 +75,12 @@ class ZoomJobs:
         self.zoom_records = zoom_records
         self.libraries = libraries
         self.dispatcher = dispatcher
+        self._cache_bytes = settings.zoom_cache_mb * 2**20
+        self._cells = CellCache(self._cache_bytes)  # decoded photo cells of every mosaic's deep levels
+        self._deep_levels: OrderedDict[str, PhotoLevels] = OrderedDict()
+        self._deep_tiles: OrderedDict[tuple[str, int, int, int], bytes] = OrderedDict()
+        self._deep_tile_bytes = 0
+        self._deep_lock = threading.Lock()
         kinds.register(PYRAMID, self.build_pyramid)
         kinds.register(ANIMATION, self.render_animation)
 
@@ -162,11 +173,17 @@ class ZoomJobs:
         try:
             made = self._mosaic_cells(mosaic)
             source = GridSource.from_tiles(made.tiles, made.grid, made.params.tile_shape, made.offsets)
+            fmt = "png" if mosaic.format == "png" else "jpg"
+            deep = photo_levels(
+                made.tiles, made.grid, made.params.tile_shape, DziLayout(*source.size, fmt=fmt),
+                sources=self._sources(mosaic), zoom_tile_size=made.params.zoom_tile_size,
+                max_pixels=self.settings.max_image_pixels,
+            )  # fmt: skip
+            depth = 0 if deep is None else deep.depth
             shutil.rmtree(partial, ignore_errors=True)
             layout = write_pyramid(
-                source, partial, name=PYRAMID_NAME, fmt="png" if mosaic.format == "png" else "jpg",
-                progress=progress,
-            )  # fmt: skip
+                source, partial, name=PYRAMID_NAME, fmt=fmt, progress=progress, depth=depth
+            )  # the levels below the render are drawn on request (deep_tile)
             if self.records.mosaic(mosaic_id) is None:
                 raise FileNotFoundError("the mosaic was deleted while its pyramid was built")
             shutil.rmtree(final, ignore_errors=True)
@@ -184,7 +201,8 @@ class ZoomJobs:
             log.exception("pyramid of mosaic %s failed", mosaic_id)
             self.zoom_records.update_pyramid(mosaic_id, state="failed", error=_reason(exc))
             return
-        description = {**asdict(layout), "levels": layout.levels}
+        description = {**asdict(layout), "levels": layout.levels, "depth": depth,
+                       "render_level": layout.max_level - depth}  # fmt: skip
         total = layout.tile_total()
         self.zoom_records.update_pyramid(
             mosaic_id, state="ready", done=total, total=total, layout=description
@@ -253,13 +271,66 @@ class ZoomJobs:
         offsets = np.load(offsets_file).astype(np.int16) if offsets_file.exists() else None
         return MosaicCells(params, tiles, grid, offsets)
 
+    def _sources(self, mosaic: MosaicRecord) -> _FetchedSources:
+        return _FetchedSources(self.storage, dict(self.libraries.sources(mosaic.session_id)))
+
     def _scene(self, mosaic: MosaicRecord) -> MosaicScene:
         made = self._mosaic_cells(mosaic)
-        sources = _FetchedSources(self.storage, dict(self.libraries.sources(mosaic.session_id)))
         return scene_of(
-            made.tiles, made.grid, made.params.tile_shape, offsets=made.offsets, sources=sources,
-            max_pixels=self.settings.max_image_pixels,
+            made.tiles, made.grid, made.params.tile_shape, offsets=made.offsets,
+            sources=self._sources(mosaic), max_pixels=self.settings.max_image_pixels,
         )  # fmt: skip
+
+    # the levels below the render, drawn on request --------------------------------------------
+
+    def deep_tile(
+        self, mosaic: MosaicRecord, layout: Mapping[str, Any], level: int, col: int, row: int
+    ) -> bytes:
+        """The encoded tile (col, row) of a level of the pyramid deeper than the render
+        (``layout``: the pyramid record's), drawn from the photos. Recently made tiles and the
+        decoded cells they were made of are kept, each cache bounded (``TESSERA_ZOOM_CACHE_MB``)."""
+        key = (mosaic.id, level, col, row)
+        with self._deep_lock:
+            cached = self._deep_tiles.get(key)
+            if cached is not None:
+                self._deep_tiles.move_to_end(key)
+                return cached
+        levels = self._photo_levels(mosaic, layout)
+        out = io.BytesIO()
+        save_tile(levels.tile(level, col, row), out, str(layout["fmt"]))
+        data = out.getvalue()
+        with self._deep_lock:
+            self._deep_tiles[key] = data
+            self._deep_tile_bytes += len(data)
+            while self._deep_tile_bytes > self._cache_bytes // 4 and len(self._deep_tiles) > 1:
+                _, dropped = self._deep_tiles.popitem(last=False)
+                self._deep_tile_bytes -= len(dropped)
+        return data
+
+    def _photo_levels(self, mosaic: MosaicRecord, layout: Mapping[str, Any]) -> PhotoLevels:
+        with self._deep_lock:
+            levels = self._deep_levels.get(mosaic.id)
+            if levels is not None:
+                self._deep_levels.move_to_end(mosaic.id)
+                return levels
+        made = self._mosaic_cells(mosaic)
+        render = DziLayout(
+            int(layout["width"]) >> int(layout["depth"]), int(layout["height"]) >> int(layout["depth"]),
+            tile_size=int(layout["tile_size"]), overlap=int(layout["overlap"]), fmt=str(layout["fmt"]),
+        )  # fmt: skip
+        made_levels = photo_levels(
+            made.tiles, made.grid, made.params.tile_shape, render, sources=self._sources(mosaic),
+            zoom_tile_size=made.params.zoom_tile_size, offsets=made.offsets,
+            max_pixels=self.settings.max_image_pixels, cache=self._cells, key=mosaic.id,
+            depth=int(layout["depth"]),
+        )  # fmt: skip
+        if made_levels is None:
+            raise FileNotFoundError("this pyramid has no levels below the render")
+        with self._deep_lock:
+            self._deep_levels[mosaic.id] = made_levels
+            while len(self._deep_levels) > _DEEP_MOSAICS:
+                self._deep_levels.popitem(last=False)
+        return made_levels
 
 
 class _FetchedSources(Mapping[str, str]):

@@ -30,7 +30,9 @@ class MosaicOptions(BaseModel):
 
     cols: int = _option_field(OPTIONS["cols"])
     tile_size: int = _option_field(OPTIONS["tile_size"])
-    format: Literal["jpeg", "png", "webp"] = Field("jpeg", description="output image format")
+    format: Literal["jpeg", "png", "webp", "tiff"] = Field(
+        "jpeg", description="output image format; tiff is a tiled print file, streamed"
+    )
     color_space: ColorSpace = _option_field(OPTIONS["color_space"])
     cell_grid: int = _option_field(OPTIONS["cell_grid"])
     aspect: str = _option_field(OPTIONS["aspect"], pattern=r"^[1-9]\d{0,2}:[1-9]\d{0,2}$")
@@ -39,6 +41,7 @@ class MosaicOptions(BaseModel):
     unique: bool = _option_field(OPTIONS["unique"])
     tint: float = _option_field(OPTIONS["tint"])
     dpi: int = _option_field(OPTIONS["dpi"])
+    zoom_tile_size: int = _option_field(OPTIONS["zoom_tile_size"])
 
     @field_validator("max_uses", mode="before")
     @classmethod
@@ -48,7 +51,9 @@ class MosaicOptions(BaseModel):
     @field_validator("format", mode="before")
     @classmethod
     def _jpg_is_jpeg(cls, value: object) -> object:
-        return "jpeg" if isinstance(value, str) and value.lower() in ("jpg", "jpeg") else value
+        if isinstance(value, str) and value.lower() in ("jpg", "tif"):
+            return {"jpg": "jpeg", "tif": "tiff"}[value.lower()]
+        return value
 
     @field_validator(*OPTIONS)
     @classmethod

@@ -45,7 +45,11 @@ def shared(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Any:
     client.__enter__()
     photos = sorted((corpus / "tiles_photo").glob("*.jpg"))[:120]
     session = ready_session(client, photos)
-    mosaic = make(client, session["id"], corpus / "covers" / COVER, cols=COLS, tile_size=TILE, format="png")
+    # zoom_tile_size = the tile size: a pyramid that ends at the render (deeper: test_deep_zoom_api.py)
+    mosaic = make(
+        client, session["id"], corpus / "covers" / COVER, cols=COLS, tile_size=TILE, format="png",
+        zoom_tile_size=TILE,
+    )  # fmt: skip
     assert mosaic["state"] == "ready", mosaic
     mosaic = wait_until(lambda: client.get(mosaic["status_url"]).json(), lambda m: m["dzi_url"] is not None)
     image = np.asarray(Image.open(io.BytesIO(client.get(mosaic["image_url"]).content)).convert("RGB"))

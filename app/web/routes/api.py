@@ -184,7 +184,8 @@ def _new_mosaic(
         raise ApiError(
             422, f"at most {settings.cols_limit} columns on this server, got {options.cols}", field="cols"
         )  # fmt: skip
-    params = options.engine_params(max_output_pixels=settings.max_output_pixels)
+    max_pixels = settings.max_tiff_pixels if options.format == "tiff" else settings.max_output_pixels
+    params = options.engine_params(max_output_pixels=max_pixels)
     mosaic_id = new_id()
     folder = services.storage.mosaic_dir(session_id, mosaic_id)
     name = _display_name(cover.filename or "cover")
@@ -204,7 +205,7 @@ def _new_mosaic(
                 f"{settings.max_rows}; use fewer columns", field="cols",
             )  # fmt: skip
         tile_w, tile_h = params.tile_shape
-        check_output_size(params.cols * tile_w, rows * tile_h, options.format, settings.max_output_pixels)
+        check_output_size(params.cols * tile_w, rows * tile_h, options.format, max_pixels)
         services.storage.publish(path)  # for the worker that renders it
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)

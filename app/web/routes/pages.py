@@ -61,3 +61,9 @@ def session_page(
 ) -> HTMLResponse:
     """The same page, reopened on a session (its id in the URL survives a reload)."""
     return _page(request, services, session_id)
+
+
+@router.get("/docs", response_class=HTMLResponse)
+def docs(request: Request) -> HTMLResponse:
+    """The API's Swagger UI, from the pinned copy in static/swagger-ui/ (works offline)."""
+    return TEMPLATES.TemplateResponse(request, "docs.html", {"openapi_url": request.app.openapi_url})

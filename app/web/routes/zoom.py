@@ -60,7 +60,7 @@ def get_dzi(mosaic: MosaicDep, services: ServicesDep) -> Response:
 
 
 @router.get("/dzi/mosaic_files/{level}/{tile}", responses=_ERRORS, response_class=FileResponse)
-def get_dzi_tile(mosaic: MosaicDep, level: Level, tile: TileName, services: ServicesDep) -> FileResponse:
+def get_dzi_tile(mosaic: MosaicDep, level: Level, tile: TileName, services: ServicesDep) -> Response:
     """One tile of the pyramid."""
     return _tile(services, mosaic, services.zoom_records.pyramid(mosaic.id), level, tile)
 
@@ -85,13 +85,23 @@ def _descriptor(services: Services, mosaic: MosaicRecord, pyramid: PyramidRecord
 
 def _tile(
     services: Services, mosaic: MosaicRecord, pyramid: PyramidRecord | None, level: int, tile: str
-) -> FileResponse:
+) -> Response:
     ready = _ready_pyramid(mosaic, pyramid)
+    if not _in_layout(ready.layout, level, tile):
+        raise ApiError(404, f"no tile {level}/{tile} in this pyramid", field="tile")
+    media_type = TILE_MEDIA_TYPES[tile.rsplit(".", 1)[1]]
+    if level > int(ready.layout.get("render_level", level)):  # below the render: drawn from the photos
+        col, row = (int(part) for part in tile.split(".")[0].split("_"))
+        try:
+            data = services.zoom.deep_tile(mosaic, ready.layout, level, col, row)
+        except FileNotFoundError:
+            raise ApiError(404, "the mosaic's files are missing", field="mosaic_id") from None
+        return Response(data, media_type=media_type, headers=IMMUTABLE)
     path = services.zoom.pyramid_dir(mosaic) / f"{PYRAMID_NAME}_files" / str(level) / tile
     # Only a tile the layout has is looked for (in the object store: that one tile, once).
-    if not _in_layout(ready.layout, level, tile) or not services.storage.fetch(path):
+    if not services.storage.fetch(path):
         raise ApiError(404, f"no tile {level}/{tile} in this pyramid", field="tile")
-    return FileResponse(path, media_type=TILE_MEDIA_TYPES[path.suffix[1:]], headers=IMMUTABLE)
+    return FileResponse(path, media_type=media_type, headers=IMMUTABLE)
 
 
 def _in_layout(layout: dict[str, Any], level: int, tile: str) -> bool:
@@ -221,7 +231,7 @@ def share_dzi(shared: SharedDep, services: ServicesDep) -> Response:
 
 
 @share_router.get("/mosaic_files/{level}/{tile}", response_class=FileResponse)
-def share_tile(shared: SharedDep, level: Level, tile: TileName, services: ServicesDep) -> FileResponse:
+def share_tile(shared: SharedDep, level: Level, tile: TileName, services: ServicesDep) -> Response:
     return _tile(services, _shared_mosaic(services, shared), shared, level, tile)
 
 

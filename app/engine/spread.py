@@ -1,0 +1,198 @@
+"""Keep one tile away from itself, at the least colour cost: the neighbour-repair pass.
+
+A placement that keeps a cap (:func:`app.engine.matching.choose_tiles` with ``min_distance`` 0)
+is repaired so that no two cells within ``radius`` of each other (Chebyshev distance) hold the same
+tile. Cells are split into ``(radius + 1) ** 2`` phases by row and column modulo ``radius + 1``;
+two cells of one phase are never within ``radius`` of each other, so a whole phase is updated at
+once with numpy: each of its cells takes, among its ``k`` nearest tiles (and its current one), the
+nearest that no cell of its neighbourhood holds and that is still under the cap. A cell keeps its
+tile unless that tile repeats nearby or another is nearer. Sweeps repeat until nothing moves.
+
+Each phase update only lowers the summed distance of the cells that do not conflict, and removes
+conflicts where any allowed candidate is left, so the pass settles in a few sweeps. In a flat
+region (a sky) whose nearest tile is A, the result is the 2 x 2 pattern of the four nearest tiles,
+the cheapest pattern that keeps the rule. Cells still in conflict after the sweeps (all their
+candidates blocked: a tight cap or a small library) search every tile; if none is allowed they
+keep their tile, and :func:`app.engine.matching.raised_rules` reports the broken distance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from app.engine.index import TileIndex
+
+#: Candidates per cell for the repair (the 8 neighbours can block at most 8 of them at radius 1).
+REPAIR_K = 24
+_SWEEPS = 12
+
+
+def spread_out(
+    index: TileIndex,
+    cells: NDArray[np.floating],
+    grid: NDArray[np.intp],
+    *,
+    cap: int | None,
+    radius: int = 1,
+    k: int = REPAIR_K,
+    candidates: tuple[NDArray[np.float64], NDArray[np.intp]] | None = None,
+) -> NDArray[np.intp]:
+    """``grid`` ``(rows, cols)`` repaired so that no tile repeats within ``radius`` cells, no tile
+    is used more than ``cap`` times (when the grid already keeps the cap), and the summed feature
+    distance to ``cells`` ``(rows * cols, d)`` stays as low as the rule allows.
+
+    ``candidates`` ``(distances, tiles)`` ``(rows * cols, k)``, nearest first, replaces the index's
+    answer when the caller measures distances its own way (transparent tiles on each cell's
+    colour); a cell's tile outside its candidates then costs its distance in the index."""
+    rows, cols = grid.shape
+    n_tiles = len(index)
+    features = index.features
+    points = np.asarray(cells, dtype=np.float64)
+    dist, cand = index.query(points, min(k + 1, n_tiles)) if candidates is None else candidates
+    tiles = grid.ravel().astype(np.intp).copy()
+    cost = np.linalg.norm(points - features[tiles], axis=1)
+    listed = cand == tiles[:, None]
+    has = listed.any(axis=1)
+    cost[has] = dist[has, listed[has].argmax(axis=1)]
+    uses = np.bincount(tiles, minlength=n_tiles)
+    limit = max(cap if cap is not None else len(tiles), int(uses.max()))
+    phases = _phases(rows, cols, radius)
+    offsets = [(dr, dc) for dr in range(-radius, radius + 1) for dc in range(-radius, radius + 1) if dr or dc]
+    for _ in range(_SWEEPS):
+        moved = 0
+        for flat, r, c in phases:
+            padded = np.pad(tiles.reshape(rows, cols), radius, constant_values=-1)
+            near = np.stack([padded[r + radius + dr, c + radius + dc] for dr, dc in offsets], axis=1)
+            here = tiles[flat]
+            conflict = (near == here[:, None]).any(axis=1)
+            options = cand[flat]  # (m, k)
+            blocked = (options[:, :, None] == near[:, None, :]).any(axis=2)
+            blocked |= (uses[options] >= limit) & (options != here[:, None])
+            option_cost = np.where(blocked, np.inf, dist[flat])
+            best = option_cost.argmin(axis=1)
+            best_cost = option_cost[np.arange(len(flat)), best]
+            current = np.where(conflict, np.inf, cost[flat])
+            move = (best_cost < current) & (options[np.arange(len(flat)), best] != here)
+            if not move.any():
+                continue
+            who = flat[move]
+            new = options[move, best[move]]
+            gain = current[move] - best_cost[move]
+            keep = _within_cap(new, gain, limit - uses[new])
+            who, new = who[keep], new[keep]
+            np.subtract.at(uses, tiles[who], 1)
+            np.add.at(uses, new, 1)
+            tiles[who] = new
+            cost[who] = best_cost[move][keep]
+            moved += len(who)
+        if moved == 0:
+            break
+    _last_resort(tiles, cost, points, features, uses, limit, rows, cols, radius)
+    return tiles.reshape(rows, cols)
+
+
+def _phases(
+    rows: int, cols: int, radius: int
+) -> list[tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]]:
+    """The cells of each phase: flat indices, rows, columns."""
+    r, c = np.divmod(np.arange(rows * cols), cols)
+    step = radius + 1
+    out = []
+    for pr in range(step):
+        for pc in range(step):
+            flat = np.flatnonzero((r % step == pr) & (c % step == pc))
+            if len(flat):
+                out.append((flat, r[flat], c[flat]))
+    return out
+
+
+def _within_cap(
+    new: NDArray[np.intp], gain: NDArray[np.float64], room: NDArray[np.intp]
+) -> NDArray[np.bool_]:
+    """Which of the moves onto tiles ``new`` fit the ``room`` left under the cap, those with the
+    largest ``gain`` first."""
+    order = np.lexsort((-gain, new))
+    sorted_new = new[order]
+    starts = np.r_[0, np.flatnonzero(sorted_new[1:] != sorted_new[:-1]) + 1]
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    keep = np.empty(len(order), dtype=bool)
+    keep[order] = rank < room[order]
+    return keep
+
+
+def _last_resort(
+    tiles: NDArray[np.intp],
+    cost: NDArray[np.float64],
+    points: NDArray[np.float64],
+    features: NDArray[np.floating],
+    uses: NDArray[np.intp],
+    limit: int,
+    rows: int,
+    cols: int,
+    radius: int,
+) -> None:
+    """Cells still holding a tile that repeats nearby: the nearest allowed tile of the whole
+    library under the cap if there is one, else (every such tile at the cap) the cheapest swap with
+    a cell elsewhere whose tile is not nearby and which may take this cell's tile."""
+    grid = tiles.reshape(rows, cols)
+
+    def window(r: int, c: int) -> NDArray[np.intp]:
+        return grid[max(0, r - radius) : r + radius + 1, max(0, c - radius) : c + radius + 1]
+
+    def repeats(r: int, c: int, tile: int, ignore: int = 0) -> bool:
+        """Whether ``tile`` at (r, c) would have a copy nearby (``ignore`` copies are the cell's own)."""
+        return int((window(r, c) == tile).sum()) > ignore
+
+    for cell in range(rows * cols):
+        r, c = divmod(cell, cols)
+        here = int(grid[r, c])
+        if not repeats(r, c, here, ignore=1):
+            continue
+        nearby = np.unique(window(r, c))
+        distance = np.linalg.norm(features - points[cell], axis=1)
+        allowed = uses < limit
+        allowed[nearby] = False
+        if allowed.any():
+            new = int(np.flatnonzero(allowed)[distance[allowed].argmin()])
+            uses[here] -= 1
+            uses[new] += 1
+            grid[r, c] = new
+            cost[cell] = float(distance[new])
+            continue
+        for new in np.argsort(distance).tolist():
+            if new in nearby:
+                continue
+            swapped = _swap_partner(grid, r, c, here, new, repeats, points, features, cost)
+            if swapped is not None:
+                grid[r, c], grid.flat[swapped] = new, here
+                cost[cell] = float(distance[new])
+                cost[swapped] = float(np.linalg.norm(features[here] - points[swapped]))
+                break
+
+
+def _swap_partner(
+    grid: NDArray[np.intp],
+    r: int,
+    c: int,
+    here: int,
+    new: int,
+    repeats: Callable[..., bool],
+    points: NDArray[np.float64],
+    features: NDArray[np.floating],
+    cost: NDArray[np.float64],
+) -> int | None:
+    """The cell holding ``new`` that loses least by taking ``here`` instead and has no ``here``
+    nearby; None when there is none."""
+    cols = grid.shape[1]
+    holders = np.flatnonzero(grid.ravel() == new)
+    if len(holders) == 0:
+        return None
+    loss = np.linalg.norm(features[here] - points[holders], axis=1) - cost[holders]
+    for j in holders[np.argsort(loss)].tolist():
+        jr, jc = divmod(j, cols)
+        if max(abs(jr - r), abs(jc - c)) > 0 and not repeats(jr, jc, here):
+            return int(j)
+    return None

@@ -233,6 +233,8 @@ class ProcessDispatcher(LocalDispatcher):
         process = job.process
         if process is not None and process.pid is not None:
             kill_group(process.pid)
+            # Back when it is gone (its sentinel closes), so that no file it writes comes later.
+            multiprocessing.connection.wait([process.sentinel], timeout=1.0)
 
     def shutdown(self, *, wait: bool) -> None:
         if not wait:  # a stopping server: unfinished jobs are resumed at the next start

@@ -22,7 +22,7 @@ import multiprocessing.connection
 from dataclasses import dataclass
 
 from app.jobs.dispatch import Dispatcher, ForwardingDispatcher, job_process_started, make_dispatcher
-from app.jobs.kinds import JobKinds
+from app.jobs.kinds import ANIMATION, INDEX, PYRAMID, RENDER, JobKinds
 from app.jobs.library import Libraries
 from app.jobs.locks import FileLocks, SessionLocks
 from app.jobs.records import Records, SqliteRecords
@@ -81,11 +81,22 @@ class Services:
     def delete_session(self, session_id: str) -> None:
         """Remove a session everywhere: its records (the main ones first, so running jobs see it
         gone), its pyramids and animations, its cached library, and its files (here and in the
-        object store)."""
+        object store). Its running jobs are stopped first, so none re-creates a folder."""
+        self.cancel_jobs_of(session_id)
         self.records.delete_session(session_id)
         self.zoom_records.delete_session(session_id)
         self.libraries.forget(session_id)
         self.storage.delete_session(session_id)
+
+    def cancel_jobs_of(self, session_id: str) -> None:
+        """Drop or stop every job of a session: its index build, its mosaics' renders and
+        pyramids, their animations (:meth:`Dispatcher.cancel`)."""
+        self.dispatcher.cancel(INDEX, session_id)
+        for mosaic in self.records.mosaics_of(session_id):
+            self.dispatcher.cancel(RENDER, mosaic.id)
+            self.dispatcher.cancel(PYRAMID, mosaic.id)
+            for animation in self.zoom_records.animations_of(mosaic.id):
+                self.dispatcher.cancel(ANIMATION, animation.id)
 
     @staticmethod
     def prepare(settings: Settings) -> None:

@@ -47,9 +47,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # /docs is ours (pages.docs): Swagger UI from static/, no CDN, no inline script
         redoc_url=None,
-        form_limits={"max_files": settings.max_files_per_request + 1, "max_fields": 1000},
+        form_limits={
+            "max_files": settings.max_files_per_request + 1,
+            "max_fields": 100,
+            "max_part_size": 64 * 1024,
+        },
     )
     app.state.services = services
+    app.state.max_file_bytes = settings.max_file_bytes  # read on the event loop by app.web.forms
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(
         SecurityHeaders,

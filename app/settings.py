@@ -64,6 +64,10 @@ class Settings(BaseSettings):
         description="a lower cap on a mosaic's cols than the engine's; more is refused with a 422 naming "
         "cols and the cap (unset: the engine's range, as the OpenAPI schema shows)",
     )  # fmt: skip
+    max_animation_pixel_frames: int = Field(
+        2_000_000_000, ge=1, description="largest animation: width x height x fps x seconds"
+    )
+    max_jobs_per_session: int = Field(8, ge=1, description="renders, pyramids, animations queued or running")
     max_rows: int = Field(400, ge=1, le=1000)
     max_zip_ratio: int = Field(200, ge=2, description="largest uncompressed:compressed ratio of a member")
     max_disk_bytes: int = Field(20 * 1024 * _MB, ge=_MB, description="cap on the data folder's size")

@@ -21,6 +21,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ class Storage:
         self.sessions = root / "sessions"
         self.sessions.mkdir(parents=True, exist_ok=True)
         self._used = folder_size(root)
+        self._measured_at = time.monotonic()
 
     @property
     def shared(self) -> bool:
@@ -68,13 +70,21 @@ class Storage:
 
     @property
     def used_bytes(self) -> int:
-        """Bytes under the data folder: measured at start and by each sweep, plus what was
-        written through :meth:`write_upload` since."""
+        """Bytes under the data folder, as written by any process (uploads, unpacked archives,
+        tile caches, outputs): measured again when the last measure is older than
+        :data:`MEASURE_SECONDS`, plus uploads written here since, minus sessions deleted here."""
+        if time.monotonic() - self._measured_at > MEASURE_SECONDS:
+            self.measure()
         return self._used
 
     def measure(self) -> int:
         self._used = folder_size(self.root)
+        self._measured_at = time.monotonic()
         return self._used
+
+    def room_bytes(self, cap: int) -> int:
+        """What may still be written under the cap ``cap`` (measured now)."""
+        return max(0, cap - self.measure())
 
     def session_dir(self, session_id: str) -> Path:
         return self.sessions / session_id
@@ -92,7 +102,9 @@ class Storage:
         self.uploads_dir(session_id).mkdir(parents=True, exist_ok=False)
 
     def delete_session(self, session_id: str) -> None:
+        freed = folder_size(self.session_dir(session_id))
         shutil.rmtree(self.session_dir(session_id), ignore_errors=True)
+        self._used = max(0, self._used - freed)  # given back at once, not at the next sweep
         if self.remote is not None:
             self.remote.delete_prefix(self.key(self.session_dir(session_id)) + "/")
 
@@ -261,12 +273,28 @@ class ArchiveLimits:
     max_total_bytes: int
     max_member_bytes: int
     max_ratio: int = 200
+    #: What the data folder may still take (the disk cap less what is used): checked per member
+    #: while the archive expands.
+    disk_room: int | None = None
 
 
 def is_zip(path: Path) -> bool:
     """Decided by content: a local-file-header signature at the start."""
     with open(path, "rb") as fh:
         return fh.read(4) == b"PK\x03\x04"
+
+
+#: How stale the data folder's measured size may get (other processes write into it too).
+MEASURE_SECONDS = 10.0
+#: The longest file name kept (the end of a longer one: where its extension is).
+MAX_NAME_CHARS = 200
+
+
+def display_name(name: str) -> str:
+    """A client's file name (an upload's, or an archive member's with its archive's), only ever
+    shown back, never a path: printable and at most :data:`MAX_NAME_CHARS` characters."""
+    cleaned = "".join(c for c in name if c.isprintable())
+    return cleaned[-MAX_NAME_CHARS:] or "file"
 
 
 def extract_zip(
@@ -292,12 +320,13 @@ def extract_zip(
     with zf:
         members = [m for m in zf.infolist() if not m.is_dir()]
         for number, member in enumerate(members, start=1):
-            name = f"{label}/{member.filename}"
+            name = display_name(f"{label}/{member.filename}")
             if Path(member.filename).name.startswith(".") or "__MACOSX/" in member.filename:
                 continue  # resource forks and hidden files: not photos
-            if number > limits.max_members:
-                rejected.append((name, f"archive has more than {limits.max_members} files"))
-                continue
+            if number > limits.max_members:  # one line for all the rest, not one each
+                rejected.append((display_name(label), f"archive has more than {limits.max_members} files: "
+                                 f"{len(members) - limits.max_members} were not unpacked"))  # fmt: skip
+                break
             if member.flag_bits & 0x1:
                 rejected.append((name, "encrypted archive member"))
                 continue
@@ -312,6 +341,9 @@ def extract_zip(
                 continue
             if total + member.file_size > limits.max_total_bytes:
                 rejected.append((name, "archive expands beyond the size limit"))
+                continue
+            if limits.disk_room is not None and total + member.file_size > limits.disk_room:
+                rejected.append((name, "the server's storage is full (TESSERA_MAX_DISK_BYTES)"))
                 continue
             path = dest / f"{number:06d}{_safe_suffix(member.filename)}"
             try:

@@ -27,7 +27,8 @@ import resource, sys, time
 import numpy as np
 from PIL import Image
 from pathlib import Path
-from app.engine.tiff import cell_bands, write_tiff
+from app.engine.render import cell_bands
+from app.engine.tiff import write_tiff
 which, cols, rows, px, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 photos = sorted(Path(sys.argv[6]).glob("*.jpg"))[:200]
 tiles = np.stack([np.asarray(Image.open(p).convert("RGB").resize((px, px))) for p in photos])

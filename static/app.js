@@ -12,15 +12,30 @@ const state = {
   tiles: [],        // File objects picked but not uploaded yet
   skipped: 0,       // picked files that are not images
   cover: null,
+  coverCheck: null, // Promise of the cover's check in the page: null (fine) or a message
+  coverUrl: null,   // the cover as the page shows it (object URL or the server's copy)
+  startedAt: 0,     // when the person pressed "Make mosaic"
   busy: false,
 };
+
+// Messages start with a capital and end with a stop, whatever the server's style.
+function sentence(text) {
+  const t = String(text || "").trim();
+  if (!t) return t;
+  const looksLikeName = /^[^\s:]*[._/\\0-9]/.test(t);  // "photo_01.jpg: ..." keeps its file's name
+  const s = looksLikeName ? t : t[0].toUpperCase() + t.slice(1);
+  return /[.!?…)]$/.test(s) ? s : `${s}.`;
+}
+
+const formatMB = (bytes) => `${(bytes / 1048576).toFixed(bytes < 10 * 1048576 ? 1 : 0)} MB`;
+const formatSeconds = (ms) => (ms < 60000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`);
 
 // ---------------------------------------------------------------- errors and progress
 
 function showError(id, message) {
   const el = $(id);
   if (!el) return showError("form-error", message);
-  el.textContent = message;
+  el.textContent = sentence(message);
   el.hidden = false;
   const input = $(id.replace(/-error$/, ""));
   if (input) input.setAttribute("aria-invalid", "true");
@@ -36,7 +51,7 @@ function showApiError(body, fallbackId) {
   const detail = (body && body.detail) || "Something went wrong.";
   const field = body && body.field;
   const file = body && body.file;
-  const text = file ? `${file}: ${detail}` : detail;
+  const text = file && !detail.includes(file) ? `${file}: ${detail}` : detail;  // the name once
   if (field === "cover" || (file && fallbackId === "cover-error")) return showError("cover-error", text);
   if (field === "tiles") return showError("tiles-error", text);
   if (field && $(`${field}-error`)) return showError(`${field}-error`, text);
@@ -53,7 +68,8 @@ function allowedText(input) {
 
 function setProgress(label, done, total) {
   $("progress").hidden = false;
-  $("progress-label").textContent = label;
+  const waited = state.startedAt ? ` · ${formatSeconds(Date.now() - state.startedAt)} so far` : "";
+  $("progress-label").textContent = label + waited;
   const bar = $("progress-bar");
   if (total > 0) { bar.max = total; bar.value = Math.min(done, total); } else { bar.removeAttribute("value"); }
 }
@@ -103,17 +119,48 @@ function addTiles(files) {
   if (state.skipped) text += `${text ? ", " : ""}${state.skipped} non-image file${state.skipped === 1 ? "" : "s"} skipped`;
   $("tiles-picked").textContent = text;
   $("tiles-error").hidden = true;
+  if (!sampleTile) pickSampleTile();
+}
+
+// HEIC and HEIF: the server decodes them, most browsers cannot.
+const SERVER_ONLY = /\.(heic|heif)$/i;
+
+// Decode the cover in the page before anything is uploaded: a file that is not a picture costs
+// the server nothing. Resolves to null when it is fine, else to the message to show.
+async function checkCover(file) {
+  if (file.size === 0) return `${file.name}: the file is empty.`;
+  try {
+    const bitmap = await createImageBitmap(file);
+    coverSize = { w: bitmap.width, h: bitmap.height };
+    coverBitmap = bitmap;
+    updateSizeHint();
+    drawTintPreview();
+    return null;
+  } catch (_) {
+    if (SERVER_ONLY.test(file.name)) return null;
+    return `${file.name}: not a supported image (it cannot be decoded as a picture).`;
+  }
 }
 
 function setCover(file) {
   if (!file) return;
   state.cover = file;
+  coverSize = null;
+  coverBitmap = null;
   $("cover-picked").textContent = file.name;
+  $("cover-error").hidden = true;
+  $("cover-input").removeAttribute("aria-invalid");
   const preview = $("cover-preview");
-  if (preview.src) URL.revokeObjectURL(preview.src);
+  if (preview.src.startsWith("blob:")) URL.revokeObjectURL(preview.src);
   preview.src = URL.createObjectURL(file);
   preview.hidden = false;
-  $("cover-error").hidden = true;
+  state.coverCheck = checkCover(file).then((problem) => {
+    if (problem && state.cover === file) {
+      preview.hidden = true;
+      showError("cover-error", problem);
+    }
+    return problem;
+  });
   updateSizeHint();
 }
 
@@ -150,26 +197,134 @@ function dropZone(zone, onFiles) {
 
 // ---------------------------------------------------------------- the size hint
 
-let coverSize = null;
+let coverSize = null;    // the cover's pixel size, once decoded
+let coverBitmap = null;  // the decoded cover (for the tint preview)
+const DEFAULT_DPI = 300;
+
+function dpiValue() {
+  const input = $("dpi");
+  const dpi = input ? parseInt(input.value, 10) : DEFAULT_DPI;
+  return dpi > 0 ? dpi : DEFAULT_DPI;
+}
+
+// The print size of a picture of width x height pixels at dpi: the same formula as the server's
+// report.print (inches = pixels / dpi; 2.54 cm to the inch).
+function printSize(width, height, dpi) {
+  const r1 = (x) => Math.round(x * 10) / 10;
+  const r2 = (x) => Math.round(x * 100) / 100;
+  return { dpi, width_in: r2(width / dpi), height_in: r2(height / dpi),
+    width_cm: r1(width / dpi * 2.54), height_cm: r1(height / dpi * 2.54) };
+}
+
+function printText(p) {
+  return `${p.width_cm} × ${p.height_cm} cm (${p.width_in} × ${p.height_in} in) at ${p.dpi} dpi`;
+}
+
+function tileHeight(px) {
+  const [aw, ah] = $("aspect").value.split(":").map(Number);
+  return Math.max(1, Math.round(px * ah / aw));
+}
+
 function updateSizeHint() {
   const cols = parseInt($("cols").value, 10);
   const px = parseInt($("tile_size").value, 10);
-  const [aw, ah] = $("aspect").value.split(":").map(Number);
   if (!(cols > 0 && px > 0)) { $("size-hint").textContent = ""; return; }
-  const tileH = Math.max(1, Math.round(px * ah / aw));
-  let text = `${cols * px} px wide`;
+  const tileH = tileHeight(px);
+  const width = cols * px;
+  const across = printSize(width, width, dpiValue());
+  let text = `${width} px wide, ${across.width_cm} cm (${across.width_in} in) at ${across.dpi} dpi`;
   if (coverSize) {
     const rows = Math.max(1, Math.round(cols * px * coverSize.h / (coverSize.w * tileH)));
-    text = `${cols} × ${rows} tiles, ${cols * px} × ${rows * tileH} px`;
+    text = `${cols} × ${rows} tiles, ${width} × ${rows * tileH} px: a print of ${printText(printSize(width, rows * tileH, dpiValue()))}`;
   }
   $("size-hint").textContent = `The mosaic will be ${text}.`;
 }
 
-$("cover-preview").addEventListener("load", (e) => {
-  coverSize = { w: e.target.naturalWidth, h: e.target.naturalHeight };
+// Print presets: the long and short side in inches (or pixels for a screen). A preset picks a
+// tile size that gives about 100 tiles across the print, and the columns that fill its width.
+const PRESETS = {
+  a4: { short: 21 / 2.54, long: 29.7 / 2.54 },
+  a3: { short: 29.7 / 2.54, long: 42 / 2.54 },
+  "50x70": { short: 50 / 2.54, long: 70 / 2.54 },
+  "18x24in": { short: 18, long: 24 },
+  phone: { shortPx: 1170, longPx: 2532, portrait: true },
+};
+
+function applyPreset(name) {
+  const preset = PRESETS[name];
+  if (!preset) return;
+  const portrait = preset.portrait || !coverSize || coverSize.h >= coverSize.w;
+  const widthPx = preset.shortPx
+    ? (portrait ? preset.shortPx : preset.longPx)
+    : Math.round((portrait ? preset.short : preset.long) * dpiValue());
+  const input = $("tile_size");
+  const min = parseInt(input.min, 10) || 1;
+  const max = parseInt(input.max, 10) || 512;
+  const colsMax = parseInt($("cols").max, 10) || 1000;
+  let px = Math.min(max, Math.max(min, Math.round(widthPx / 100)));
+  px = Math.max(px, Math.ceil(widthPx / colsMax));
+  input.value = String(px);
+  $("cols").value = String(Math.max(1, Math.round(widthPx / px)));
   updateSizeHint();
+}
+
+$("preset").addEventListener("change", (e) => applyPreset(e.target.value));
+["cols", "tile_size", "aspect", "dpi"].forEach((id) => {
+  const input = $(id);
+  if (!input) return;
+  input.addEventListener("input", updateSizeHint);
+  if (id !== "aspect" && id !== "dpi") input.addEventListener("input", () => { $("preset").value = ""; });
 });
-["cols", "tile_size", "aspect"].forEach((id) => $(id).addEventListener("input", updateSizeHint));
+
+// ---------------------------------------------------------------- the tint preview
+
+// One tile on the cover's middle cell, as the server would shift it: each pixel moves tint % of
+// the way from the tile's mean colour to the cell's (the engine's tint_offsets).
+let sampleTile = null;
+
+function meanColour(data) {
+  const sum = [0, 0, 0];
+  for (let i = 0; i < data.length; i += 4) { sum[0] += data[i]; sum[1] += data[i + 1]; sum[2] += data[i + 2]; }
+  const n = data.length / 4 || 1;
+  return sum.map((v) => v / n);
+}
+
+function drawTintPreview() {
+  const tint = parseFloat($("tint").value) || 0;
+  $("tint-value").textContent = `${Math.round(tint)} %`;
+  const canvas = $("tint-preview");
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  const half = canvas.width / 2;
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  const source = sampleTile || coverBitmap;
+  if (!source || !coverBitmap) { canvas.hidden = true; return; }
+  canvas.hidden = false;
+  // the cell: the middle tenth of the cover
+  const cw = Math.max(1, Math.round(coverBitmap.width / 10));
+  const ch = Math.max(1, Math.round(coverBitmap.height / 10));
+  ctx.drawImage(coverBitmap, (coverBitmap.width - cw) / 2, (coverBitmap.height - ch) / 2, cw, ch, 0, 0, half, canvas.height);
+  const cell = meanColour(ctx.getImageData(0, 0, half, canvas.height).data);
+  ctx.fillStyle = `rgb(${cell.map(Math.round).join(",")})`;
+  ctx.fillRect(0, 0, half, canvas.height);
+  const side = Math.min(source.width, source.height);
+  ctx.drawImage(source, (source.width - side) / 2, (source.height - side) / 2, side, side, half, 0, half, canvas.height);
+  const image = ctx.getImageData(half, 0, half, canvas.height);
+  const mean = meanColour(image.data);
+  const shift = cell.map((c, k) => (tint / 100) * (c - mean[k]));
+  for (let i = 0; i < image.data.length; i += 4) {
+    for (let k = 0; k < 3; k += 1) image.data[i + k] = Math.max(0, Math.min(255, image.data[i + k] + shift[k]));
+  }
+  ctx.putImageData(image, half, 0);
+}
+
+async function pickSampleTile() {
+  const file = state.tiles.find((f) => f.type.startsWith("image/") && !SERVER_ONLY.test(f.name));
+  if (!file) return;
+  try { sampleTile = await createImageBitmap(file, { resizeWidth: 160, resizeQuality: "medium" }); } catch (_) { return; }
+  drawTintPreview();
+}
+
+$("tint").addEventListener("input", drawTintPreview);
 
 // ---------------------------------------------------------------- session and mosaics
 
@@ -197,27 +352,80 @@ function showGallery(mosaics) {
   $("history").hidden = ready.length === 0;
   $("gallery").replaceChildren(...ready.slice().reverse().map((m) => {
     const li = document.createElement("li");
-    const a = document.createElement("a");
-    a.href = m.image_url;
-    a.target = "_blank";
-    a.rel = "noopener";
+    li.dataset.mosaic = m.id;
+    const open = document.createElement("button");
+    open.type = "button";
+    open.className = "thumb";
+    open.setAttribute("aria-label", `Open the mosaic of ${m.cover_name}, ${m.cols} × ${m.rows} tiles`);
+    if (zoom.mosaic && zoom.mosaic.id === m.id) open.setAttribute("aria-current", "true");
     const img = document.createElement("img");
     img.src = m.image_url;
-    img.alt = `Mosaic of ${m.cover_name}`;
+    img.alt = "";
     img.loading = "lazy";
-    a.append(img, document.createTextNode(`${m.cover_name} · ${m.cols}×${m.rows}`));
-    li.append(a);
+    const caption = document.createElement("span");
+    caption.textContent = `${m.cover_name} · ${m.cols} × ${m.rows}`;
+    open.append(img, caption);
+    open.addEventListener("click", () => { showResult(m); showGallery(mosaics); });
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "button link delete";
+    remove.textContent = "Delete";
+    remove.setAttribute("aria-label", `Delete the mosaic of ${m.cover_name}, ${m.cols} × ${m.rows} tiles`);
+    remove.addEventListener("click", () => deleteMosaic(m));
+    li.append(open, remove);
     return li;
   }));
 }
 
-// "Prints at 40.6 × 30.5 cm (16 × 12 in) at 300 dpi": the report's print size, beside the download.
-function printSize(report) {
-  const p = report && report.print;
-  return p ? `Prints at ${p.width_cm} × ${p.height_cm} cm (${p.width_in} × ${p.height_in} in) at ${p.dpi} dpi` : "";
+async function deleteMosaic(mosaic) {
+  if (!window.confirm(`Delete the mosaic of ${mosaic.cover_name}? Its share link stops working.`)) return;
+  $("gallery-error").hidden = true;
+  try {
+    await api("DELETE", mosaic.status_url);
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 404)) { showError("gallery-error", err.message); return; }
+  }
+  if (zoom.mosaic && zoom.mosaic.id === mosaic.id) closeResult();
+  showLibrary(await api("GET", `/api/sessions/${state.sessionId}`));
 }
 
-function showResult(mosaic) {
+// What the server could not keep of the rules asked for (report.rules_raised): in words, with
+// how many photos keeping it would take.
+const plural = (n, word) => `${n} ${word}${Number(n) === 1 ? "" : "s"}`;
+
+function ruleText(r) {
+  const need = r.tiles_needed ? ` Keeping it needs ${Number(r.tiles_needed).toLocaleString("en")} different photos: add more tiles.` : "";
+  if (r.rule === "unique") return `"Use each photo once" could not be kept: some photos are used ${plural(r.used, "time")}.${need}`;
+  if (r.rule === "max_uses") return `"Most uses of one photo: ${r.asked}" could not be kept: some photos are used ${plural(r.used, "time")}.${need}`;
+  if (r.rule === "min_distance") return `"No repeat within ${plural(r.asked, "cell")}" could not be kept: it holds within ${plural(r.used, "cell")}.${need}`;
+  return `${sentence(`${r.rule}: asked ${r.asked}, used ${r.used}; ${r.reason}`)}${need}`;
+}
+
+function rulesText(raised) { return raised.map(ruleText).join(" "); }
+
+function statsText(mosaic) {
+  const r = mosaic.report || {};
+  const seconds = (mosaic.timings && mosaic.timings.job) || 0;
+  const parts = [
+    `${mosaic.width} × ${mosaic.height} px`,
+    `${mosaic.cols} × ${mosaic.rows} tiles`,
+    `${r.distinct_tiles} different photos used`,
+    formatMB(r.bytes || 0),
+    `made in ${seconds.toFixed(1)} s on the server`,
+  ];
+  if (mosaic.waited) parts.push(`you waited ${formatSeconds(mosaic.waited)} in all`);
+  return parts.join(" · ");
+}
+
+function closeResult() {
+  zoom.shown += 1;
+  if (zoom.handle) { zoom.handle.destroy(); zoom.handle = null; }
+  zoom.mosaic = null;
+  $("result").hidden = true;
+  history.replaceState(null, "", `/s/${state.sessionId}`);
+}
+
+function showResult(mosaic, { scroll = true } = {}) {
   const img = $("result-image");
   // a browser cannot show a TIFF: the zoomable view replaces the picture once its pyramid is ready
   if (mosaic.format === "tiff") img.removeAttribute("src"); else img.src = mosaic.image_url;
@@ -226,23 +434,55 @@ function showResult(mosaic) {
   const download = $("download");
   download.href = `${mosaic.image_url}?download=1`;
   download.setAttribute("download", mosaic.download_name || "mosaic");
-  const r = mosaic.report || {};
-  const mb = (r.bytes || 0) / 1048576;
-  const seconds = (mosaic.timings && mosaic.timings.job) || 0;
-  $("result-stats").textContent =
-    `${mosaic.width} × ${mosaic.height} px · ${mosaic.cols} × ${mosaic.rows} tiles · ` +
-    `${r.distinct_tiles} different photos used · ${mb.toFixed(1)} MB · made in ${seconds.toFixed(1)} s`;
-  $("print-size").textContent = printSize(r);
+  $("result-stats").textContent = statsText(mosaic);
+  const raised = (mosaic.report && mosaic.report.rules_raised) || [];
+  $("rules-note").hidden = raised.length === 0;
+  $("rules-note").textContent = raised.length ? `The tile library is too small for a rule you asked for. ${rulesText(raised)}` : "";
+  const cover = $("compare-cover");
+  cover.src = mosaic.cover_url || "";
+  cover.alt = `The cover picture, ${mosaic.cover_name}`;
+  $("compare-slider").value = "50";
+  $("compare-toggle").hidden = !mosaic.cover_url;
+  // the print size beside the download: the server's report.print, else the same formula here
+  const dpi = (mosaic.params && mosaic.params.dpi) || DEFAULT_DPI;
+  const print = (mosaic.report && mosaic.report.print) || printSize(mosaic.width, mosaic.height, dpi);
+  $("print-size").textContent = `Prints at ${printText(print)}`;
   $("result").hidden = false;
-  $("result").scrollIntoView({ behavior: "smooth", block: "start" });
+  history.replaceState(null, "", `/s/${state.sessionId}#${mosaic.id}`);
+  if (scroll) $("result").scrollIntoView({ behavior: "smooth", block: "start" });
   showZoom(mosaic).catch((err) => showError("anim-error", `The zoomable view is not available: ${err.message}`));
 }
+
+// Before / after: the cover under the mosaic picture; the slider uncovers it from the right.
+function setCompare(on) {
+  $("compare-toggle").setAttribute("aria-pressed", on ? "true" : "false");
+  $("compare-tools").hidden = !on;
+  $("compare-hint").hidden = !on;
+  $("compare-cover").hidden = !on;
+  $("compare").classList.toggle("comparing", on);
+  const viewerReady = Boolean(zoom.handle && zoom.viewerReady);
+  $("viewer").hidden = on || !viewerReady;
+  $("viewer-hint").hidden = on || !viewerReady;
+  $("compare").hidden = !on && viewerReady;
+  $("fullscreen").hidden = on || !viewerReady;
+  applyCompare();
+}
+
+function applyCompare() {
+  const at = parseFloat($("compare-slider").value);
+  const on = $("compare").classList.contains("comparing");
+  $("result-image").style.clipPath = on ? `inset(0 ${at}% 0 0)` : "";
+}
+
+$("compare-toggle").addEventListener("click", () => setCompare($("compare-toggle").getAttribute("aria-pressed") !== "true"));
+$("compare-slider").addEventListener("input", applyCompare);
 
 async function uploadTiles() {
   const files = state.tiles;
   const total = files.reduce((s, f) => s + f.size, 0) || 1;
   let sent = 0;
   let i = 0;
+  setProgress(`Uploading tiles: 0 of ${formatMB(total)}`, 0, total);
   while (i < files.length) {
     const form = new FormData();
     let bytes = 0;
@@ -254,8 +494,10 @@ async function uploadTiles() {
       i += 1;
     }
     const url = state.sessionId ? `/api/sessions/${state.sessionId}/tiles` : "/api/sessions";
-    const session = await upload(url, form, (loaded) => {
-      setProgress(`Uploading tiles: ${i} of ${files.length} files`, sent + loaded, total);
+    // The request's own byte count (multipart framing included) scaled to this batch's files.
+    const session = await upload(url, form, (loaded, size) => {
+      const done = sent + (size > 0 ? bytes * loaded / size : 0);
+      setProgress(`Uploading tiles: ${formatMB(done)} of ${formatMB(total)} (${files.length} files)`, done, total);
     });
     sent += bytes;
     if (!state.sessionId) {
@@ -275,29 +517,44 @@ async function waitForLibrary() {
     const session = await api("GET", `/api/sessions/${state.sessionId}`);
     showLibrary(session);
     if (session.state !== "indexing") return session;
-    setProgress(`Indexing tiles: ${session.progress.done} of ${session.progress.total}`, session.progress.done, session.progress.total);
+    const { done, total } = session.progress;
+    setProgress(total ? `Indexing tiles: ${done} of ${total} photos read` : "Indexing tiles: starting…", done, total);
     await sleep(POLL_MS);
   }
 }
 
 const STAGES = { tiles: "Preparing tiles", cover: "Reading the cover", match: "Matching tiles", render: "Stitching", encode: "Saving the image" };
+const FORM_FIELDS = ["cols", "tile_size", "format", "color_space", "cell_grid", "aspect", "tint", "max_uses", "min_distance", "dpi", "zoom_tile_size"];
 
 async function makeMosaic() {
   const form = new FormData();
   form.append("cover", state.cover, state.cover.name);
-  for (const id of ["cols", "tile_size", "format", "color_space", "cell_grid", "aspect", "tint", "max_uses", "min_distance", "dpi", "zoom_tile_size"]) {
-    form.append(id, $(id).value);
-  }
+  for (const id of FORM_FIELDS) if ($(id)) form.append(id, $(id).value);
   form.append("unique", $("unique").checked ? "true" : "false");
   let mosaic = await api("POST", `/api/sessions/${state.sessionId}/mosaics`, form);
   while (mosaic.state === "queued" || mosaic.state === "rendering") {
     const label = mosaic.state === "queued" ? "Waiting for a free worker" : (STAGES[mosaic.stage] || "Rendering");
-    setProgress(`${label}…`, mosaic.progress.done, mosaic.progress.total);
+    const { done, total } = mosaic.progress;
+    setProgress(`${label}${total > 1 ? `: ${done} of ${total}` : "…"}`, done, total);
     await sleep(POLL_MS);
     mosaic = await api("GET", mosaic.status_url);
   }
   if (mosaic.state === "failed") throw new ApiError(422, { detail: mosaic.error, field: /^cover /.test(mosaic.error || "") ? "cover" : null });
   return mosaic;
+}
+
+// The settings last used: the newest mosaic's parameters, kept in the session's records.
+function restoreSettings(params, format) {
+  for (const id of FORM_FIELDS) {
+    const input = $(id);
+    if (!input || params[id] === undefined) continue;
+    input.value = params[id] === null ? "" : String(params[id]);
+  }
+  if (format && $("format").querySelector(`option[value="${format}"]`)) $("format").value = format;
+  $("unique").checked = Boolean(params.unique);
+  $("preset").value = "";
+  updateSizeHint();
+  drawTintPreview();
 }
 
 $("mosaic-form").addEventListener("submit", async (event) => {
@@ -307,20 +564,26 @@ $("mosaic-form").addEventListener("submit", async (event) => {
   let ok = true;
   if (!state.sessionId && !state.tiles.length) { showError("tiles-error", "Pick some tile photos, a folder or a .zip first."); ok = false; }
   if (!state.cover) { showError("cover-error", "Pick the picture the mosaic should show."); ok = false; }
-  for (const input of document.querySelectorAll("#options-step input[type=number]")) {
+  for (const input of document.querySelectorAll("#options-step input[type=number], #options-step input[type=range]")) {
     if (!input.checkValidity()) { showError(`${input.id}-error`, allowedText(input)); ok = false; }
   }
   if (!ok) return;
 
   state.busy = true;
   $("make-button").disabled = true;
-  let step = "tiles";
+  state.startedAt = Date.now();
+  let step = "cover";
   try {
+    setProgress("Checking the cover picture…", 0, 0);
+    const problem = await state.coverCheck;  // nothing leaves the page for a bad cover
+    if (problem) { showError("cover-error", problem); return; }
+    step = "tiles";
     if (state.tiles.length) await uploadTiles();
     const session = await waitForLibrary();
     if (session.state !== "ready") { showError("tiles-error", session.error || "No usable tiles."); return; }
     step = "mosaic";
     const mosaic = await makeMosaic();
+    mosaic.waited = Date.now() - state.startedAt;
     showResult(mosaic);
     showLibrary(await api("GET", `/api/sessions/${state.sessionId}`));
   } catch (err) {
@@ -336,14 +599,18 @@ $("mosaic-form").addEventListener("submit", async (event) => {
   } finally {
     hideProgress();
     state.busy = false;
+    state.startedAt = 0;
     $("make-button").disabled = false;
   }
 });
 
 // ---------------------------------------------------------------- deep zoom, share link, animations
 
-const zoom = { viewer: null, mosaic: null, cell: null, shown: 0, busy: false };
+const zoom = { handle: null, viewerReady: false, mosaic: null, cell: null, shown: 0, busy: false };
 const PYRAMID_WAIT_MS = 10 * 60 * 1000;
+
+// The viewer: TesseraViewer.open(container, dziUrl, options) resolves to a view with destroy()
+// and setMarker() (static/tessera-viewer.js, on OpenSeadragon).
 
 async function apiJson(method, url, data) {
   const response = await fetch(url, { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(data) });
@@ -373,36 +640,56 @@ function showShare(url) {
 
 async function showZoom(mosaic) {
   const shown = ++zoom.shown;  // a newer mosaic takes the viewer over
+  if (zoom.handle) { zoom.handle.destroy(); zoom.handle = null; }
+  zoom.viewerReady = false;
   zoom.mosaic = mosaic;
   pickCell(null);
-  $("viewer").hidden = true;  // the picture shows until this mosaic's pyramid is ready
-  $("viewer-hint").hidden = true;
-  $("result-link").hidden = false;
+  setCompare(false);  // the picture shows until this mosaic's viewer has its tiles
   $("share").hidden = true;
   $("anim-form").hidden = false;
   $("anim-result").hidden = true;
   const ready = await waitForPyramid(mosaic);
   if (shown !== zoom.shown || !ready.dzi_url) return;
-  zoom.mosaic = ready;
+  zoom.mosaic = { ...ready, waited: mosaic.waited };
   if (ready.viewer_url) showShare(ready.viewer_url);
-  $("viewer").hidden = false;
-  $("viewer-hint").hidden = false;
-  $("result-link").hidden = true;
-  if (zoom.viewer) zoom.viewer.destroy();
-  zoom.viewer = null;
-  const view = await TesseraViewer.open($("viewer"), ready.dzi_url, { onPick: pickCell, label: "Zoomable mosaic" });
+  const container = $("viewer");
+  container.style.aspectRatio = `${ready.width} / ${ready.height}`;  // the mosaic's own shape
+  // Laid out (for its size) but not shown until its first tiles are drawn: the picture stays.
+  container.hidden = false;
+  container.classList.add("loading");
+  let view;
+  try {
+    view = await TesseraViewer.open(container, ready.dzi_url, { onPick: pickCell, label: `Zoomable mosaic of ${ready.cover_name}` });
+  } catch (err) {
+    container.classList.remove("loading");
+    container.hidden = true;
+    throw err;
+  }
   if (shown !== zoom.shown) { view.destroy(); return; }
-  zoom.viewer = view;
+  zoom.handle = view;
   window.tesseraViewer = view;
+  // The viewer marks the deepest level it has drawn (data-level): then it has tiles to show.
+  const deadline = Date.now() + PYRAMID_WAIT_MS;
+  while (container.dataset.level === undefined && shown === zoom.shown && Date.now() < deadline) await sleep(50);
+  if (shown !== zoom.shown) return;
+  container.classList.remove("loading");
+  zoom.viewerReady = true;
+  setCompare($("compare-toggle").getAttribute("aria-pressed") === "true");
 }
+
+$("fullscreen").addEventListener("click", () => {
+  if (!zoom.handle) return;
+  $("viewer").requestFullscreen().catch((err) => showError("anim-error", `Full screen is not available here: ${err.message}`));
+});
 
 // A click in the viewer picks the tile a zoom animation ends in.
 function pickCell(point) {
   const m = zoom.mosaic;
+  const mark = (rect) => { if (zoom.handle && zoom.handle.setMarker) zoom.handle.setMarker(rect); };
   if (!point || !m) {
     zoom.cell = null;
     $("anim-cell").value = "the middle one";
-    if (zoom.viewer) zoom.viewer.setMarker(null);
+    mark(null);
     return;
   }
   const cellW = m.width / m.cols;
@@ -412,7 +699,7 @@ function pickCell(point) {
   zoom.cell = { col, row };
   $("anim-cell").value = `column ${col + 1}, row ${row + 1}`;
   if (!$("anim-kind").value.startsWith("zoom")) $("anim-kind").value = "zoom";
-  zoom.viewer.setMarker({ x: col * cellW, y: row * cellH, w: cellW, h: cellH });
+  mark({ x: col * cellW, y: row * cellH, w: cellW, h: cellH });
 }
 
 function setAnimProgress(label, done, total) {
@@ -496,18 +783,41 @@ $("folder-input").addEventListener("change", (e) => addTiles(e.target.files));
 $("cover-input").addEventListener("change", (e) => setCover(e.target.files[0]));
 dropZone($("tiles-drop"), addTiles);
 dropZone($("cover-drop"), (files) => setCover(files.find(acceptable) || files[0]));
+
+// Keyboard: the buttons and the drop zones (Enter or Space) open the hidden file choosers.
+document.querySelectorAll("button[data-opens]").forEach((button) => {
+  button.addEventListener("click", () => $(button.dataset.opens).click());
+});
+document.querySelectorAll(".drop[data-opens]").forEach((zone) => {
+  zone.addEventListener("keydown", (e) => {
+    if (e.target !== zone || (e.key !== "Enter" && e.key !== " ")) return;
+    e.preventDefault();
+    $(zone.dataset.opens).click();
+  });
+});
+
 $("another").addEventListener("click", () => {
   $("cover-step").scrollIntoView({ behavior: "smooth" });
   $("cover-input").click();
 });
 
-// Reopened on a session (its id in the URL): show its tiles and mosaics.
+// Reopened on a session (its id in the URL, a saved project): its tiles, every mosaic, the one
+// named after "#" (else the newest) with its viewer and tools, and the settings last used.
 (async () => {
   updateSizeHint();
+  drawTintPreview();
   if (!state.sessionId) return;
   try {
     const session = await api("GET", `/api/sessions/${state.sessionId}`);
     showLibrary(session);
+    const ready = (session.mosaics || []).filter((m) => m.state === "ready");
+    if (ready.length) {
+      const newest = ready[ready.length - 1];
+      restoreSettings(newest.params || {}, newest.format);
+      const wanted = ready.find((m) => `#${m.id}` === window.location.hash) || newest;
+      showResult(wanted, { scroll: false });
+      showGallery(session.mosaics);
+    }
     if (session.state === "indexing") waitForLibrary().then(hideProgress).catch(() => {});
   } catch (err) {
     state.sessionId = null;

@@ -45,13 +45,18 @@ def palette_png(path: Path, side: int = SIDE) -> Path:
 
 def child_peak_mb(code: str, *args: str) -> float:
     """Run ``code`` in a fresh Python (repository importable; ``sys.argv[1:]`` = ``args``) and
-    return how many MB its peak RSS grew while ``code`` ran (imports done before are not counted)."""
+    return how many MB its peak RSS grew while ``code`` ran: the high-water mark (VmHWM) is reset
+    after the imports (Linux ``clear_refs``), so their own peak is not counted."""
     script = "\n".join([
-        "import resource, sys",
+        "import sys",
         "import numpy, PIL.Image, app.engine.tiles, app.engine.decode",
-        "_base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss",
+        "def _kb(key):",
+        "    line = next(l for l in open('/proc/self/status') if l.startswith(key))",
+        "    return int(line.split()[1])",
+        "open('/proc/self/clear_refs', 'w').write('5')",  # the high-water mark starts again here
+        "_base = _kb('VmRSS:')",
         textwrap.dedent(code),
-        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - _base) / 1024)",
+        "print((_kb('VmHWM:') - _base) / 1024)",
     ])  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-c", script, *args], cwd=REPO, capture_output=True, text=True, timeout=300

@@ -62,9 +62,10 @@ def says(cell: str, value: object) -> bool:
 
 
 def byte_size(value: int) -> str:
-    if value % 2**30 == 0:
-        return f"{value // 2**30} GiB"
-    return f"{value // 2**20} MiB" if value % 2**20 == 0 else f"{value // 2**10} KiB"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value % size == 0:
+            return f"{value // size} {unit}"
+    return str(value)
 
 
 # status codes -------------------------------------------------------------------------------------

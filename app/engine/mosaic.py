@@ -20,8 +20,8 @@ from app.engine.index import TileIndex
 from app.engine.matching import choose_tiles, raised_rules
 from app.engine.options import MosaicParams
 from app.engine.quality import quality_report
-from app.engine.render import Progress, check_output_size, encode, print_size, stitch
-from app.engine.tiff import cell_bands, write_tiff
+from app.engine.render import Progress, cell_bands, check_output_size, encode, print_size, stitch
+from app.engine.tiff import write_tiff
 from app.engine.tiles import TileSet
 
 #: ``progress(stage, done, total)``; stages are "cover", "match" and "render".

@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from app.engine.errors import BadParameter, OutputTooLarge
+from app.engine.tiff import Band, array_bands, write_tiff
 
 #: ``progress(done, total)``: strips of the picture rendered so far.
 Progress = Callable[[int, int], None]
@@ -158,8 +159,6 @@ def encode(
     height, width = image.shape[:2]
     check_output_size(width, height, fmt)
     if fmt == "tiff":
-        from app.engine.tiff import array_bands, write_tiff  # tiff draws its bands with stitch
-
         write_tiff(fp, width, height, array_bands(image), dpi=dpi)
         return
     pil = as_pil(image)
@@ -191,3 +190,20 @@ def print_size(width: int, height: int, dpi: int) -> dict[str, float]:
         "width_in": round(width_in, 2),
         "height_in": round(height_in, 2),
     }
+
+
+def cell_bands(
+    tiles: NDArray[np.uint8], grid: NDArray[np.intp], cell_offsets: NDArray[np.floating | np.integer] | None
+) -> Band:
+    """Bands of the mosaic that ``tiles`` ``(n, h, w, 3)`` laid out as ``grid`` ``(rows, cols)``
+    with ``cell_offsets`` (the tint, as :func:`stitch` takes it) make, drawn
+    one band at a time: only the rows of cells a band crosses are stitched."""
+    cell_h = tiles.shape[1]
+
+    def band(y0: int, y1: int) -> NDArray[np.uint8]:
+        r0, r1 = y0 // cell_h, -(-y1 // cell_h)
+        offsets = None if cell_offsets is None else cell_offsets[r0:r1]
+        strip = stitch(tiles, grid[r0:r1], cell_offsets=offsets)
+        return strip[y0 - r0 * cell_h : y1 - r0 * cell_h]
+
+    return band

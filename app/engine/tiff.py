@@ -22,14 +22,14 @@ import numpy as np
 import tifffile
 from numpy.typing import NDArray
 
-from app.engine.render import Progress, stitch
-
 #: Side of one TIFF tile, in pixels (a multiple of 16, as TIFF asks).
 TILE = 256
 #: Above this many bytes of pixels the file is a BigTIFF (64-bit offsets); classic TIFF stops at 4 GB.
 BIGTIFF_BYTES = 2**32 - 2**25
 #: ``band(y0, y1)``: rows ``y0`` to ``y1`` of the picture, ``(y1 - y0, width, 3)`` uint8.
 Band = Callable[[int, int], NDArray[np.uint8]]
+#: ``progress(done, total)``, as :data:`app.engine.render.Progress`.
+Progress = Callable[[int, int], None]
 
 
 def write_tiff(
@@ -69,20 +69,3 @@ def write_tiff(
 def array_bands(image: NDArray[np.uint8]) -> Band:
     """Bands of a picture already in memory."""
     return lambda y0, y1: image[y0:y1]
-
-
-def cell_bands(
-    tiles: NDArray[np.uint8], grid: NDArray[np.intp], cell_offsets: NDArray[np.floating | np.integer] | None
-) -> Band:
-    """Bands of the mosaic that ``tiles`` ``(n, h, w, 3)`` laid out as ``grid`` ``(rows, cols)``
-    with ``cell_offsets`` (the tint, as :func:`~app.engine.render.stitch` takes it) make, drawn
-    one band at a time: only the rows of cells a band crosses are stitched."""
-    cell_h = tiles.shape[1]
-
-    def band(y0: int, y1: int) -> NDArray[np.uint8]:
-        r0, r1 = y0 // cell_h, -(-y1 // cell_h)
-        offsets = None if cell_offsets is None else cell_offsets[r0:r1]
-        strip = stitch(tiles, grid[r0:r1], cell_offsets=offsets)
-        return strip[y0 - r0 * cell_h : y1 - r0 * cell_h]
-
-    return band

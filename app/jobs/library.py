@@ -15,6 +15,7 @@ is loaded again.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -152,6 +153,7 @@ class Libraries:
             max_total_bytes=self.settings.max_zip_bytes,
             max_member_bytes=self.settings.max_file_bytes,
             max_ratio=self.settings.max_zip_ratio,
+            disk_room=self.storage.room_bytes(self.settings.max_disk_bytes),
         )
         entries: list[dict[str, str]] = []
         rejected: list[Rejection] = []
@@ -161,6 +163,8 @@ class Libraries:
             if upload.path.exists() and is_zip(upload.path):
                 dest = upload.path.with_name(upload.path.stem + "-unpacked")
                 members, bad = extract_zip(upload.path, dest, label=upload.name, limits=limits)
+                written = sum(p.stat().st_size for _, p in members)
+                limits = dataclasses.replace(limits, disk_room=max(0, (limits.disk_room or 0) - written))
                 self.storage.publish_many(p for _, p in members)  # other workers decode them too
                 entries += [{"name": n, "path": str(p.relative_to(root))} for n, p in members]
                 rejected += [Rejection(n, r) for n, r in bad]

@@ -131,6 +131,9 @@ class Records(Protocol):
     def mosaics_of(self, session_id: str) -> list[MosaicRecord]: ...
     def update_mosaic(self, mosaic_id: str, **fields: Any) -> None: ...
     def mosaics_in_state(self, *states: str) -> list[MosaicRecord]: ...
+    def delete_mosaic(self, mosaic_id: str) -> bool:
+        """Remove one mosaic's record; False if there was none."""
+        ...
 
     def check(self) -> None:
         """Raise if the records cannot be reached (readiness)."""
@@ -178,6 +181,10 @@ class SqliteRecords(SqliteDatabase):
             (older_than, older_than),
         )
         return [r["id"] for r in rows]
+
+    def delete_mosaic(self, mosaic_id: str) -> bool:
+        with self._tx() as db:
+            return db.execute("DELETE FROM mosaics WHERE id = ?", (mosaic_id,)).rowcount > 0
 
     def delete_session(self, session_id: str) -> bool:
         with self._tx() as db:

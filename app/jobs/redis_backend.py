@@ -165,6 +165,15 @@ class RedisRecords(_Hashes):
                 expired.append(session.id)
         return expired
 
+    def delete_mosaic(self, mosaic_id: str) -> bool:
+        record = self.mosaic(mosaic_id)
+        if record is None:
+            return False
+        pipe = self.redis.pipeline()
+        pipe.zrem(self._key("s", record.session_id, "mosaics"), mosaic_id)
+        pipe.delete(self._key("m", mosaic_id))
+        return bool(pipe.execute()[1])
+
     def delete_session(self, session_id: str) -> bool:
         mosaic_ids = [_text(m) for m in self.redis.zrange(self._key("s", session_id, "mosaics"), 0, -1)]
         pipe = self.redis.pipeline()
@@ -327,6 +336,25 @@ class RedisZoomRecords(_Hashes):
                 if state in ("queued", "rendering") or (updated is not None and updated >= since):
                     return True
         return False
+
+    def delete_mosaic(self, mosaic_id: str) -> None:
+        pyramid = self.pyramid(mosaic_id)
+        animations = [_text(a) for a in self.redis.zrange(self._key("m", mosaic_id, "animations"), 0, -1)]
+        pipe = self.redis.pipeline()
+        for animation_id in animations:
+            key = self._key("a", animation_id)
+            pipe.delete(key)
+            pipe.srem(self._key("animations"), animation_id)
+            if pyramid is not None:
+                pipe.srem(self._key("s", pyramid.session_id, "zoom"), key)
+        pipe.delete(self._key("m", mosaic_id, "animations"))
+        if pyramid is not None:
+            keys = (self._key("p", mosaic_id), self._key("token", pyramid.share_token))
+            pipe.delete(*keys)
+            pipe.srem(self._key("pyramids"), mosaic_id)
+            listed = (*keys, self._key("m", mosaic_id, "animations"))
+            pipe.srem(self._key("s", pyramid.session_id, "zoom"), *listed)
+        pipe.execute()
 
     def delete_session(self, session_id: str) -> None:
         zoom = self._key("s", session_id, "zoom")

@@ -93,10 +93,23 @@ class Services:
         pyramids, their animations (:meth:`Dispatcher.cancel`)."""
         self.dispatcher.cancel(INDEX, session_id)
         for mosaic in self.records.mosaics_of(session_id):
-            self.dispatcher.cancel(RENDER, mosaic.id)
-            self.dispatcher.cancel(PYRAMID, mosaic.id)
-            for animation in self.zoom_records.animations_of(mosaic.id):
-                self.dispatcher.cancel(ANIMATION, animation.id)
+            self.cancel_jobs_of_mosaic(mosaic.id)
+
+    def cancel_jobs_of_mosaic(self, mosaic_id: str) -> None:
+        """Drop or stop a mosaic's render, its pyramid and its animations."""
+        self.dispatcher.cancel(RENDER, mosaic_id)
+        self.dispatcher.cancel(PYRAMID, mosaic_id)
+        for animation in self.zoom_records.animations_of(mosaic_id):
+            self.dispatcher.cancel(ANIMATION, animation.id)
+
+    def delete_mosaic(self, session_id: str, mosaic_id: str) -> None:
+        """Remove one mosaic: its record first (a running job sees it gone), its pyramid, share
+        link and animations, and its folder (here and in the object store). Its running jobs
+        are stopped first."""
+        self.cancel_jobs_of_mosaic(mosaic_id)
+        self.records.delete_mosaic(mosaic_id)
+        self.zoom_records.delete_mosaic(mosaic_id)
+        self.storage.delete_tree(self.storage.mosaic_dir(session_id, mosaic_id))
 
     @staticmethod
     def prepare(settings: Settings) -> None:

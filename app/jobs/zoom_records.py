@@ -117,6 +117,10 @@ class ZoomRecords(Protocol):
         right after its render, which already counts.)"""
         ...
 
+    def delete_mosaic(self, mosaic_id: str) -> None:
+        """Remove a mosaic's pyramid and animation records (its share link dies too)."""
+        ...
+
     def delete_session(self, session_id: str) -> None:
         """Remove every pyramid and animation record of a session (its share links die too)."""
         ...
@@ -209,6 +213,11 @@ class SqliteZoomRecords(SqliteDatabase):
             .fetchone()
         )
         return row is not None
+
+    def delete_mosaic(self, mosaic_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM animations WHERE mosaic_id = ?", (mosaic_id,))
+            db.execute("DELETE FROM pyramids WHERE mosaic_id = ?", (mosaic_id,))
 
     def delete_session(self, session_id: str) -> None:
         with self._tx() as db:

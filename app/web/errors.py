@@ -10,9 +10,11 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app import __version__
 from app.engine import (
     BadParameter,
     EngineError,
@@ -21,8 +23,10 @@ from app.engine import (
     NoUsableTiles,
     OutputTooLarge,
 )
+from app.web.assets import TEMPLATES_DIR
 
 log = logging.getLogger(__name__)
+_TEMPLATES = Jinja2Templates(directory=TEMPLATES_DIR)
 
 
 class ApiError(Exception):
@@ -34,6 +38,16 @@ class ApiError(Exception):
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.file = file
+        self.field = field
+
+
+class PartTooLarge(StarletteHTTPException):
+    """A file part passed the file limit while it streamed in. An ``HTTPException``, so FastAPI
+    lets it out of its form parsing unchanged; rendered like :class:`ApiError`."""
+
+    def __init__(self, detail: str, *, file: str, field: str) -> None:
+        super().__init__(413, detail)
         self.file = file
         self.field = field
 
@@ -63,9 +77,38 @@ _STATUS_TEXT = {
 }
 
 
+def wants_page(request: Request) -> bool:
+    """A person's browser asking for a page (not the API, not a script or an image request)."""
+    path = request.url.path
+    return not path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
+
+
+#: What a person reads when a page's address leads nowhere: (title, explanation) by path prefix.
+_MISSING_PAGES = (
+    ("/v/", "This share link no longer works",
+     "The mosaic it showed was deleted, or its session expired. Ask whoever sent it for a new link."),
+    ("/s/", "This session no longer exists",
+     "Sessions and their mosaics are removed after a while unused, or when deleted. Upload your "
+     "tile photos again to make a new mosaic."),
+)  # fmt: skip
+
+
+def missing_page(request: Request, status: int) -> HTMLResponse:
+    """A friendly HTML page for an address that names nothing (an unknown session, a dead link)."""
+    path = request.url.path
+    title, explanation = next(
+        ((t, e) for prefix, t, e in _MISSING_PAGES if path.startswith(prefix)),
+        ("This page does not exist", "The address may be mistyped, or what it named was removed."),
+    )
+    context = {"title": title, "explanation": explanation, "version": __version__}
+    return _TEMPLATES.TemplateResponse(request, "error.html", context, status_code=status)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse | HTMLResponse:
+        if exc.status == 404 and wants_page(request):
+            return missing_page(request, 404)
         return _json(exc.status, exc.detail, file=exc.file, field=exc.field)
 
     @app.exception_handler(EngineError)
@@ -78,7 +121,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return _json(status, str(exc), field="tiles" if isinstance(exc, NoUsableTiles) else None)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse | HTMLResponse:
+        if wants_page(request) and request.method == "GET":  # e.g. /s/<not an id>: names nothing
+            return missing_page(request, 404)
         errors = exc.errors()
         first = errors[0] if errors else {}
         location = [
@@ -94,9 +139,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(body, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse | HTMLResponse:
+        if exc.status_code == 404 and wants_page(request):
+            return missing_page(request, 404)
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         status = exc.status_code
+        if isinstance(exc, PartTooLarge):
+            return _json(status, detail, file=exc.file, field=exc.field)
         if status in _STATUS_TEXT and detail in _STARLETTE_DEFAULTS:
             detail = _STATUS_TEXT[status]
         if status == 400 and detail.startswith("Too many files"):  # Starlette's multipart file cap

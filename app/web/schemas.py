@@ -103,6 +103,7 @@ class MosaicOut(BaseModel):
     updated: float
     status_url: str
     image_url: str | None = Field(None, description="the finished file, once state is ready")
+    cover_url: str | None = Field(None, description="the cover picture the mosaic was made of")
     download_name: str | None = None
     dzi_url: str | None = Field(None, description="the Deep Zoom descriptor, once the pyramid is ready")
     viewer_url: str | None = Field(None, description="read-only share link to the pan-and-zoom viewer")

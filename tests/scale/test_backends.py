@@ -182,3 +182,21 @@ def test_storage_publishes_and_fetches_through_s3(backends: Services, tmp_path: 
     assert not reader.fetch(copy / "pointer.json", fresh=True) and not (copy / "pointer.json").exists()
     assert (copy / "cover.jpg").exists()  # the reader's cache stays until it is swept
     reader.check()
+
+
+def test_delete_one_mosaic_leaves_the_others(both_records: tuple[Records, ZoomRecords]) -> None:
+    records, zoom = both_records
+    records.create_session("s1")
+    for mosaic_id in ("m1", "m2"):
+        records.create_mosaic(mosaic_id, "s1", params={}, fmt="jpeg", cover_name="c.jpg")
+        assert zoom.queue_pyramid(mosaic_id, "s1", f"token-{mosaic_id}")
+        zoom.create_animation(f"a-{mosaic_id}", mosaic_id=mosaic_id, session_id="s1", spec={}, total=1)
+    assert records.delete_mosaic("m1")
+    zoom.delete_mosaic("m1")
+    assert not records.delete_mosaic("m1")
+    assert records.mosaic("m1") is None and [m.id for m in records.mosaics_of("s1")] == ["m2"]
+    assert zoom.pyramid("m1") is None and zoom.pyramid_by_token("token-m1") is None
+    assert zoom.animation("a-m1") is None and zoom.animations_of("m1") == []
+    assert [p.mosaic_id for p in zoom.pyramids_in_state("queued")] == ["m2"]
+    assert [a.id for a in zoom.animations_in_state("queued")] == ["a-m2"]
+    assert zoom.pyramid_by_token("token-m2") is not None and records.session("s1") is not None

@@ -154,6 +154,52 @@ def test_delete_removes_everything(client: TestClient, corpus: Path, photo_tiles
     assert not folder.exists()
 
 
+def test_delete_one_mosaic(client: TestClient, corpus: Path, photo_tiles: list[Path]) -> None:
+    session = ready_session(client, photo_tiles[:10])
+    first = make(client, session["id"], corpus / "covers" / "mate-Dune.jpg", cols=8, tile_size=8)
+    second = make(client, session["id"], corpus / "covers" / "mate-LadyBird.jpg", cols=8, tile_size=8)
+    storage = client.app.state.services.storage  # type: ignore[attr-defined]
+    folder = storage.mosaic_dir(session["id"], first["id"])
+    assert folder.exists()
+    assert client.delete(first["status_url"]).status_code == 204
+    assert not folder.exists() and storage.mosaic_dir(session["id"], second["id"]).exists()
+    assert client.get(first["status_url"]).status_code == 404
+    assert [m["id"] for m in session_of(client, session["id"])["mosaics"]] == [second["id"]]
+    assert client.get(second["image_url"]).status_code == 200
+    assert_error(client.delete(first["status_url"]), 404, field="mosaic_id")
+
+
+def test_cover_is_served_for_before_and_after(
+    client: TestClient, corpus: Path, photo_tiles: list[Path]
+) -> None:
+    session = ready_session(client, photo_tiles[:5])
+    cover = corpus / "covers" / "mate-Dune.jpg"
+    mosaic = make(client, session["id"], cover, cols=8, tile_size=8)
+    response = client.get(mosaic["cover_url"])
+    assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
+    assert response.content == cover.read_bytes()
+
+
+HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+
+def test_dead_links_get_a_friendly_page_and_the_api_keeps_json(client: TestClient) -> None:
+    for url, title in (
+        ("/s/" + "x" * 32, "This session no longer exists"),
+        ("/s/not-an-id", "This session no longer exists"),
+        ("/v/" + "t" * 32, "This share link no longer works"),
+        ("/nowhere", "This page does not exist"),
+    ):
+        page = client.get(url, headers=HTML)
+        assert page.status_code == 404, url
+        assert page.headers["content-type"].startswith("text/html"), url
+        assert f'<h1 id="error-title">{title}</h1>' in page.text and 'href="/"' in page.text
+    for url in ("/api/sessions/" + "x" * 32, "/v/" + "t" * 32 + "/mosaic.dzi"):
+        response = client.get(url, headers=HTML if url.startswith("/api/") else {})
+        assert response.status_code == 404 and response.json()["detail"], url
+    assert client.get("/v/" + "t" * 32).json()["field"] == "token"  # no Accept: text/html, JSON
+
+
 # errors -------------------------------------------------------------------------------------------
 
 

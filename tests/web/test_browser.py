@@ -48,10 +48,10 @@ def test_upload_make_download_and_reload(
     page.fill("#tile_size", "16")
     page.click("#make-button")
     page.wait_for_selector("#result:not([hidden])", timeout=60_000)
-    page.wait_for_function("document.getElementById('result-image').naturalWidth > 0", timeout=30_000)
+    page.wait_for_function("() => document.getElementById('result-image').naturalWidth > 0", timeout=30_000)
     assert page.evaluate("document.getElementById('result-image').naturalWidth") == 30 * 16
     assert "/s/" in page.url
-    session_id = page.url.rsplit("/", 1)[-1]
+    session_id = page.url.split("/s/", 1)[1].split("#", 1)[0]
     assert "30 × 30 tiles" in page.text_content("#result-stats")
 
     with page.expect_download() as info:
@@ -66,13 +66,13 @@ def test_upload_make_download_and_reload(
     # The session survives a reload; another cover needs no new upload.
     page.reload()
     page.wait_for_function(
-        "document.getElementById('library-status').textContent.includes('80 tile photos ready')"
+        "() => document.getElementById('library-status').textContent.includes('80 tile photos ready')"
     )
     assert page.locator("#gallery li").count() == 1
     page.set_input_files("#cover-input", str(corpus / "covers" / "mate-Dune.jpg"))
     page.click("#make-button")
-    page.wait_for_function("document.querySelectorAll('#gallery li').length == 2", timeout=60_000)
-    assert page.url.endswith(session_id)
+    page.wait_for_function("() => document.querySelectorAll('#gallery li').length == 2", timeout=60_000)
+    assert f"/s/{session_id}#" in page.url
     uploads = list((live_server.data_dir / "sessions" / session_id / "uploads").glob("0*"))
     assert len(uploads) == 80
     page.close()
@@ -123,31 +123,35 @@ def test_viewer_zooms_into_deeper_tiles_picks_a_cell_and_animates(
     page.set_input_files("#cover-input", str(corpus / "covers" / "mate-LadyBird.jpg"))
     page.fill("#cols", "60")
     page.fill("#tile_size", "32")  # 1920 x 1184 px: levels 0..11
+    page.click("details.advanced summary")
+    page.fill("#zoom_tile_size", "32")  # the pyramid at the render's size (the default, 256, goes deeper)
     page.click("#make-button")
-    page.wait_for_selector("#viewer:not([hidden])", timeout=90_000)
-    page.wait_for_function("window.tesseraViewer && window.tesseraViewer.layout", timeout=30_000)
+    page.wait_for_selector("#viewer:not([hidden]):not(.loading)", timeout=90_000)
+    page.wait_for_function("() => window.tesseraViewer && window.tesseraViewer.layout", timeout=30_000)
     assert page.evaluate("window.tesseraViewer.layout.maxLevel") == 11
-    page.wait_for_function("document.getElementById('viewer').dataset.level !== undefined")
+    page.wait_for_function("() => document.getElementById('viewer').dataset.level !== undefined")
     start_level = int(page.get_attribute("#viewer", "data-level") or "0")
     assert start_level < 11 and any(f"_files/{start_level}/" in url for url in loaded)
     assert not any("_files/11/" in url for url in loaded)  # only what the view needs
 
     page.wait_for_timeout(800)  # the page scrolls smoothly to the result
-    page.locator("#viewer").scroll_into_view_if_needed()
+    page.locator("#viewer").evaluate("(el) => el.scrollIntoView({ block: 'center' })")  # all of it in view
     box = page.locator("#viewer").bounding_box()
     assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 900
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     for _ in range(8):
         page.mouse.wheel(0, -400)
         page.wait_for_timeout(120)
-    page.wait_for_function("document.getElementById('viewer').dataset.level === '11'", timeout=10_000)
-    page.wait_for_function("window.tesseraViewer.levelsLoaded.has(11)", timeout=20_000)
+    page.wait_for_function("() => document.getElementById('viewer').dataset.level === '11'", timeout=10_000)
+    page.wait_for_function("() => window.tesseraViewer.levelsLoaded.has(11)", timeout=20_000)
     deep = [url for url in loaded if "_files/11/" in url]
     assert deep and len(set(deep)) < 40  # the tiles in view of the deepest level, not all 8 x 5
 
     # A click picks the cell under the pointer for the zoom animation.
-    point = page.evaluate(f"window.tesseraViewer.toImage({box['width'] / 2}, {box['height'] / 2})")
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    # (off the middle: with an even number of columns the middle is a cell boundary)
+    px, py = round(box["width"] / 2) + 7, round(box["height"] / 2) + 7
+    point = page.evaluate(f"window.tesseraViewer.toImage({px}, {py})")
+    page.mouse.click(box["x"] + px, box["y"] + py)
     expected = f"column {int(point['x'] // 32) + 1}, row {int(point['y'] // 32) + 1}"
     assert page.input_value("#anim-cell") == expected
 
@@ -162,13 +166,14 @@ def test_viewer_zooms_into_deeper_tiles_picks_a_cell_and_animates(
 
     # The share link opens the viewer alone, with no session id in it.
     share = page.get_attribute("#share-link", "href")
-    assert share and "/v/" in share and page.url.rsplit("/", 1)[-1] not in share
+    session_id = page.url.split("/s/", 1)[1].split("#", 1)[0]
+    assert share and "/v/" in share and session_id not in share
     viewer = browser.new_page()  # type: ignore[attr-defined]
     shared: list[str] = []
     viewer.on("response", lambda r: shared.append(r.url) if "/mosaic_files/" in r.url and r.ok else None)
     viewer.goto(share)
-    viewer.wait_for_function("window.tesseraViewer && window.tesseraViewer.layout", timeout=30_000)
-    viewer.wait_for_function("window.tesseraViewer.levelsLoaded.size > 0")
+    viewer.wait_for_function("() => window.tesseraViewer && window.tesseraViewer.layout", timeout=30_000)
+    viewer.wait_for_function("() => window.tesseraViewer.levelsLoaded.size > 0")
     assert shared and all("/v/" in url for url in shared)
     viewer.close()
     page.close()
@@ -206,13 +211,13 @@ def test_share_viewer_has_fullscreen_navigator_keyboard_and_destroy(
     page.on("response", lambda r: errors.append(r.url) if r.status >= 400 else None)
     page.goto(live_server.url + mosaic["viewer_url"])
     page.wait_for_function(
-        "window.tesseraViewer && window.tesseraViewer.levelsLoaded.size > 0", timeout=60_000
+        "() => window.tesseraViewer && window.tesseraViewer.levelsLoaded.size > 0", timeout=60_000
     )
     assert page.locator("#viewer .navigator").count() == 1
     # OpenSeadragon's buttons: home, zoom in/out and the fullscreen toggle ("full page")
     assert page.locator("#viewer [title='Toggle full page']").count() == 1
     page.locator("#viewer [title='Toggle full page']").click()
-    page.wait_for_function("window.tesseraViewer.osd.isFullPage()", timeout=5_000)
+    page.wait_for_function("() => window.tesseraViewer.osd.isFullPage()", timeout=5_000)
     page.keyboard.press("Escape")
     page.evaluate("window.tesseraViewer.osd.setFullPage(false)")
 
@@ -243,7 +248,7 @@ def test_share_viewer_pinch_zooms_on_a_phone(
     )
     page = context.new_page()
     page.goto(live_server.url + mosaic["viewer_url"])
-    page.wait_for_function("window.tesseraViewer && window.tesseraViewer.layout", timeout=60_000)
+    page.wait_for_function("() => window.tesseraViewer && window.tesseraViewer.layout", timeout=60_000)
     before = page.evaluate("window.tesseraViewer.scale")
     cdp = context.new_cdp_session(page)
     box = page.locator("#viewer").bounding_box()

@@ -42,7 +42,7 @@ def test_tiff_print_file_from_the_page(
     # 600 px at 150 dpi: 4 in, 10.2 cm
     assert page.text_content("#print-size") == "Prints at 10.2 × 10.2 cm (4 × 4 in) at 150 dpi"
     page.wait_for_function(
-        "window.tesseraViewer && window.tesseraViewer.levelsLoaded.size > 0", timeout=60_000
+        "() => window.tesseraViewer && window.tesseraViewer.levelsLoaded.size > 0", timeout=60_000
     )
     assert page.is_visible("#viewer") and not page.is_visible("#result-link")
     assert page.locator("#viewer [title='Toggle full page']").count() == 1

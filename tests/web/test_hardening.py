@@ -4,6 +4,8 @@ title with a backslash that cannot break the share viewer."""
 
 from __future__ import annotations
 
+import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,15 @@ def test_templates_have_no_inline_script_or_style() -> None:
         assert "<script src=" in text, template.name
 
 
+def _wait_until(page: Any, expression: str, timeout: float = 60) -> None:
+    """Poll ``expression`` with ``page.evaluate`` (a DevTools call, which the page's CSP allows;
+    Playwright's ``wait_for_function`` evaluates a string, which the policy rightly blocks)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(f"Boolean({expression})"):
+        assert time.monotonic() < deadline, f"{expression} stayed false"
+        time.sleep(0.2)
+
+
 def _csp_errors(page: Any) -> list[str]:
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
@@ -102,7 +113,7 @@ def test_a_backslash_title_keeps_the_share_viewer_working(
     page = browser.new_page()
     errors = _csp_errors(page)
     page.goto(live_server.url + mosaic["viewer_url"])
-    page.wait_for_function("window.tesseraViewer && window.tesseraViewer.layout", timeout=60_000)
+    _wait_until(page, "window.tesseraViewer && window.tesseraViewer.layout")
     title = page.evaluate("document.body.dataset.title")
     assert title.startswith("a\\") and "<b>" in title  # shown as text, never as markup or code
     assert page.locator("b").count() == 0 and errors == []
@@ -116,3 +127,42 @@ def test_the_upload_page_runs_under_the_policy(browser: Any, live_server: LiveSe
     page.wait_for_load_state("networkidle")
     assert errors == []
     page.close()
+
+
+def test_zip_member_names_are_capped_like_upload_names(
+    make_client: Callable[..., TestClient], corpus: Path, tmp_path: Path
+) -> None:
+    client = make_client(max_zip_members=30)
+    png = (corpus / "odd" / "tiny_1x1.png").read_bytes()
+    archive = tmp_path / "long.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(300):  # names of 60,000 characters; more members than the limit
+            zf.writestr(f"{i:03d}" + "n" * 60_000 + ".png", png if i % 2 else b"not an image")
+    session = client.post(
+        "/api/sessions", files={"tiles": ("long.zip", archive.read_bytes(), "application/zip")}
+    )
+    assert session.status_code == 202
+    status = wait_for(lambda: client.get(session.json()["status_url"]).json(), until={"ready", "failed"})
+    names = [r["file"] for r in status["rejected"]]
+    assert names and all(len(n) <= 200 for n in names)
+    assert any("were not unpacked" in r["reason"] for r in status["rejected"])
+    assert len(status["rejected"]) <= 31  # 15 bad members and one line for the 270 past the limit
+    assert len(client.get(session.json()["status_url"]).content) < 50_000
+
+
+def test_the_policy_allows_openseadragons_style_by_its_hash_only() -> None:
+    """The hash in the policy is the one of the <style> text the vendored OpenSeadragon adds (a
+    new OpenSeadragon version with another text fails here, not silently in the browser)."""
+    import base64
+    import hashlib
+    import re
+
+    from app.web.headers import OPENSEADRAGON_STYLE_HASH, content_security_policy
+
+    source = (Path(__file__).parents[2] / "static/vendor/openseadragon/openseadragon.min.js").read_text()
+    texts = re.findall(r'data-openseadragon-mobile-css","true"\);\w+\.textContent="([^"]*)"', source)
+    assert len(texts) == 1
+    digest = base64.b64encode(hashlib.sha256(texts[0].encode()).digest()).decode()
+    assert f"'sha256-{digest}'" == OPENSEADRAGON_STYLE_HASH
+    csp = content_security_policy(frame_ancestors="'none'", extra_origins=[])
+    assert f"style-src 'self' {OPENSEADRAGON_STYLE_HASH}" in csp and "unsafe-inline" not in csp

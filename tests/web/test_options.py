@@ -247,7 +247,7 @@ def test_the_page_says_the_engines_range_before_sending_anything(
     browser: object,  # noqa: F811  (the fixture imported above)
     live_server: LiveServer,
 ) -> None:
-    page = browser.new_page()  # type: ignore[attr-defined]
+    page = browser.new_page()
     page.goto(live_server.url + "/")
     page.click("details.advanced summary")
     page.fill("#cols", str(int(OPTIONS["cols"].maximum or 0) + 1))

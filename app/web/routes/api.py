@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import mimetypes
 import secrets
 import shutil
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, File, Form, Response, UploadFile, status
@@ -14,16 +16,18 @@ from app.engine.render import FILE_EXTENSIONS, MEDIA_TYPES, check_output_size
 from app.jobs.records import MosaicRecord, SessionRecord
 from app.jobs.services import Services
 from app.jobs.zoom_records import PyramidRecord
-from app.storage import FileTooLarge, write_stream_atomically
+from app.storage import FileTooLarge, display_name, write_stream_atomically
+from app.web.budgets import check_session_jobs
 from app.web.deps import MosaicDep, ServicesDep, SessionDep
 from app.web.errors import ApiError
 from app.web.files import stored_file_response
+from app.web.forms import LimitedRoute
 from app.web.schemas import MosaicOptions, MosaicOut, Progress, PyramidOut, RejectedFile, SessionOut
 
 # Every handler here is a plain ``def``: FastAPI runs it in its thread pool, so the records
 # (SQLite, Redis), the files and the object store are never called from the event loop. The
 # uploads are spooled before a handler starts, and read from its thread.
-router = APIRouter(prefix="/api", tags=["mosaics"])
+router = APIRouter(route_class=LimitedRoute, prefix="/api", tags=["mosaics"])
 
 TilesField = Annotated[list[UploadFile], File(description="tile images, or .zip archives of them")]
 CoverField = Annotated[UploadFile, File(description="the picture to re-create")]
@@ -92,6 +96,7 @@ def create_mosaic(
         if session.state == "failed":
             detail = f"the tile library failed: {session.error}"
         raise ApiError(409, detail, field="session_id")
+    check_session_jobs(services, session.id)
     record = _new_mosaic(services, session.id, cover, options)
     background.add_task(services.jobs.submit_render, record.id)
     return mosaic_out(record, None)
@@ -102,6 +107,15 @@ def get_mosaic(mosaic: MosaicDep, services: ServicesDep) -> MosaicOut:
     """State (``queued``, ``rendering``, ``ready``, ``failed``), progress, size and timings; once
     ready, the zoom pyramid's state, ``dzi_url`` and the share link ``viewer_url``."""
     return mosaic_out(mosaic, services.zoom_records.pyramid(mosaic.id))
+
+
+@router.delete(
+    "/sessions/{session_id}/mosaics/{mosaic_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS
+)
+def delete_mosaic(mosaic: MosaicDep, services: ServicesDep) -> Response:
+    """Remove one mosaic: its file, zoom pyramid, share link and animations."""
+    services.delete_mosaic(mosaic.session_id, mosaic.id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.head("/sessions/{session_id}/mosaics/{mosaic_id}/image", include_in_schema=False)
@@ -119,6 +133,19 @@ def get_mosaic_image(mosaic: MosaicDep, services: ServicesDep, download: bool = 
     return stored_file_response(
         services, path, filename=download_name(mosaic), media_type=MEDIA_TYPES[mosaic.format],
         download=download, what="mosaic", field="mosaic_id",
+    )  # fmt: skip
+
+
+@router.get(
+    "/sessions/{session_id}/mosaics/{mosaic_id}/cover", response_class=FileResponse, responses=_ERRORS
+)
+def get_mosaic_cover(mosaic: MosaicDep, services: ServicesDep) -> Response:
+    """The cover picture the mosaic was made of, as uploaded (for a before/after view)."""
+    path = _cover_path(services.storage.mosaic_dir(mosaic.session_id, mosaic.id), mosaic.cover_name)
+    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return stored_file_response(
+        services, path, filename=mosaic.cover_name, media_type=media_type, download=False, what="cover",
+        field="mosaic_id",
     )  # fmt: skip
 
 
@@ -167,7 +194,7 @@ def _store_tiles(services: Services, session_id: str, tiles: list[UploadFile]) -
         )  # fmt: skip
     services.records.update_session(session_id, total=existing + len(files))
     for number, upload in enumerate(files, start=1):
-        name = _display_name(upload.filename or f"file-{number}")
+        name = display_name(upload.filename or f"file-{number}")
         try:
             services.libraries.add_upload(session_id, name, upload.file, max_bytes=settings.max_file_bytes)
         except FileTooLarge as exc:
@@ -188,11 +215,10 @@ def _new_mosaic(
     params = options.engine_params(max_output_pixels=max_pixels)
     mosaic_id = new_id()
     folder = services.storage.mosaic_dir(session_id, mosaic_id)
-    name = _display_name(cover.filename or "cover")
+    name = display_name(cover.filename or "cover")
     _check_disk(services)
     try:
-        suffix = (name.rsplit(".", 1)[-1].lower() if "." in name else "img")[:5]
-        path = folder / f"cover.{suffix if suffix.isalnum() else 'img'}"
+        path = _cover_path(folder, name)
         try:
             write_stream_atomically(cover.file, path, max_bytes=settings.max_file_bytes)
         except FileTooLarge as exc:
@@ -216,10 +242,10 @@ def _new_mosaic(
     )
 
 
-def _display_name(name: str) -> str:
-    """A client's file name, only ever shown back (never a path): printable and bounded."""
-    cleaned = "".join(c for c in name if c.isprintable())
-    return cleaned[-200:] or "file"
+def _cover_path(folder: Path, name: str) -> Path:
+    """Where a mosaic's cover is kept: ``cover.<the client's suffix>`` in the mosaic's folder."""
+    suffix = (name.rsplit(".", 1)[-1].lower() if "." in name else "img")[:5]
+    return folder / f"cover.{suffix if suffix.isalnum() else 'img'}"
 
 
 def _check_disk(services: Services) -> None:
@@ -279,6 +305,7 @@ def mosaic_out(record: MosaicRecord, pyramid: PyramidRecord | None) -> MosaicOut
         updated=record.updated,
         status_url=base,
         image_url=f"{base}/image" if ready else None,
+        cover_url=f"{base}/cover",
         download_name=download_name(record) if ready else None,
         dzi_url=f"{base}/dzi/mosaic.dzi" if zoom_ready else None,
         viewer_url=f"/v/{pyramid.share_token}" if ready and pyramid is not None else None,

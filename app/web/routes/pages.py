@@ -14,6 +14,7 @@ from app.engine import OPTIONS
 from app.settings import Settings
 from app.web.assets import TEMPLATES_DIR
 from app.web.deps import ServicesDep
+from app.web.errors import ApiError
 
 TEMPLATES = Jinja2Templates(directory=TEMPLATES_DIR)
 router = APIRouter(include_in_schema=False)
@@ -59,7 +60,10 @@ def session_page(
     services: ServicesDep,
     session_id: Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_-]{16,64}$")],
 ) -> HTMLResponse:
-    """The same page, reopened on a session (its id in the URL survives a reload)."""
+    """The same page, reopened on a session (its id in the URL survives a reload); an unknown or
+    expired session gets a page that says so (404)."""
+    if services.records.session(session_id) is None:
+        raise ApiError(404, f"no session {session_id}", field="session_id")
     return _page(request, services, session_id)
 
 

@@ -32,14 +32,18 @@ from app.jobs.records import MosaicRecord
 from app.jobs.services import Services
 from app.jobs.zoom_jobs import PYRAMID_NAME
 from app.jobs.zoom_records import AnimationRecord, PyramidRecord
+from app.web.budgets import check_animation_budget, check_session_jobs
 from app.web.deps import AnimationDep, MosaicDep, ServicesDep, SharedDep
 from app.web.errors import ApiError
 from app.web.files import IMMUTABLE, stored_file_response
+from app.web.forms import LimitedRoute
 from app.web.routes.api import download_name
 from app.web.routes.pages import TEMPLATES
 from app.web.schemas import AnimationOptions, AnimationOut, Progress
 
-router = APIRouter(prefix="/api/sessions/{session_id}/mosaics/{mosaic_id}", tags=["zoom"])
+router = APIRouter(
+    route_class=LimitedRoute, prefix="/api/sessions/{session_id}/mosaics/{mosaic_id}", tags=["zoom"]
+)
 share_router = APIRouter(prefix="/v/{token}", include_in_schema=False)
 
 Level = Annotated[int, PathParam(ge=0, le=40)]
@@ -133,6 +137,8 @@ def create_animation(mosaic: MosaicDep, options: AnimationOptions, services: Ser
         raise ApiError(409, f"the mosaic is {mosaic.state}, not ready", field="mosaic_id")
     values = options.model_dump()
     spec = AnimationSpec(fmt=values.pop("format"), **values)
+    check_animation_budget(services.settings, spec)
+    check_session_jobs(services, mosaic.session_id)
     return animation_out(services.zoom.create_animation(mosaic, spec))
 
 

@@ -11,7 +11,7 @@ import sqlite3
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import cast
 
@@ -28,6 +28,7 @@ from app.engine import (
 )
 from app.engine.animate import KINDS, VIDEO_FORMATS, AnimationSpec, Kind, make_animation, scene_of
 from app.engine.deep_zoom import photo_levels
+from app.engine.index import import_in_background
 from app.engine.mosaic import MosaicResult, write_mosaic
 from app.engine.options import MAX_OUTPUT_PIXELS
 from app.engine.pyramid import DziLayout, GridSource, write_pyramid
@@ -208,6 +209,7 @@ def _make(args: argparse.Namespace) -> int:
         return _fail(f"bad {_option(exc.field)}: {exc.message}", code=2)
 
     bar = _ProgressBar("tiles", enabled=not args.quiet and sys.stderr.isatty())
+
     tiles, use = _load_tiles(args, params.tile_shape, bar)
     bar.close()
     decode_s = time.perf_counter() - started
@@ -253,7 +255,7 @@ def _make(args: argparse.Namespace) -> int:
 
 
 def _load_tiles(
-    args: argparse.Namespace, shape: tuple[int, int], bar: _ProgressBar
+    args: argparse.Namespace, shape: tuple[int, int], bar: Callable[[int, int], None]
 ) -> tuple[TileSet, CacheUse | None]:
     """The tiles, through the tile cache unless ``--no-cache`` (or the cache cannot be opened)."""
     if not args.no_cache:
@@ -266,10 +268,19 @@ def _load_tiles(
             print(f"tessera: tile cache {folder} unusable ({exc}); decoding every tile", file=sys.stderr)
         else:
             try:
-                return load_tiles(args.tiles, size=shape, cache=cache, workers=args.workers, progress=bar)
+                return load_tiles(
+                    args.tiles, size=shape, cache=cache, workers=args.workers, progress=bar,
+                    started=import_in_background,  # the late imports overlap the decoding
+                )  # fmt: skip
             finally:
                 cache.close()
-    return TileSet.from_paths(args.tiles, size=shape, workers=args.workers, progress=bar), None
+
+    def progress(done: int, total: int) -> None:
+        bar(done, total)
+        if done:  # the decode processes exist now: the late imports can overlap the decoding
+            import_in_background()
+
+    return TileSet.from_paths(args.tiles, size=shape, workers=args.workers, progress=progress), None
 
 
 def _zoom_outputs(

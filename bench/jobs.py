@@ -7,7 +7,9 @@ finish in about the time of one each on two cores?
 For each mode a server is started on loopback (``TESSERA_JOB_PROCESSES`` true or false). It
 prints the median ``/healthz`` latency at rest and while a render runs (their ratio), and the
 median time of one mosaic alone and of two made at once by two users (``two / one``: 1.0 when
-the two run side by side on two cores, 2.0 when they queue or share one core).
+the two run side by side on two cores, 2.0 when they queue or share one core), and the CPU
+seconds the web process itself spent while one mosaic rendered (what competes with requests
+for its GIL: with job processes only the status polls).
 """
 
 from __future__ import annotations
@@ -56,6 +58,11 @@ class Server:
             except httpx.TransportError:
                 time.sleep(0.1)
         raise RuntimeError("server did not start")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds the web process (not its job processes) has used."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -117,6 +124,7 @@ def measure(processes: bool, args: argparse.Namespace) -> dict[str, float]:
             busy: list[float] = []
             one: list[float] = []
             two: list[float] = []
+            cpu: list[float] = []
             for _ in range(args.repeats):
                 _idle(client)
                 stop = threading.Event()
@@ -125,7 +133,9 @@ def measure(processes: bool, args: argparse.Namespace) -> dict[str, float]:
                         target=lambda p=probe, s=stop: busy.extend(_healthz(p, None, s))
                     )
                     poller.start()
+                    before = server.cpu_seconds()
                     one.append(_mosaic(client, a, args.cols))
+                    cpu.append(server.cpu_seconds() - before)
                     stop.set()
                     poller.join()
                 _idle(client)
@@ -145,6 +155,7 @@ def measure(processes: bool, args: argparse.Namespace) -> dict[str, float]:
         "healthz_busy_p95_ms": sorted(busy)[int(len(busy) * 0.95)] * 1000,
         "one_s": statistics.median(one),
         "two_s": statistics.median(two),
+        "web_cpu_s": statistics.median(cpu),
     }
 
 
@@ -165,7 +176,8 @@ def main() -> None:
             f"{'processes' if processes else 'threads':<9}  healthz at rest {r['healthz_rest_ms']:.1f} ms, "
             f"during a render median {r['healthz_busy_ms']:.1f} ms (p95 {r['healthz_busy_p95_ms']:.1f} ms, "
             f"ratio {r['healthz_busy_ms'] / r['healthz_rest_ms']:.2f}x); one mosaic {r['one_s']:.2f} s, "
-            f"two users at once {r['two_s']:.2f} s (two/one {r['two_s'] / r['one_s']:.2f}x)"
+            f"two users at once {r['two_s']:.2f} s (two/one {r['two_s'] / r['one_s']:.2f}x); "
+            f"web process CPU during one mosaic {r['web_cpu_s']:.2f} s"
         )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 

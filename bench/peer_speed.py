@@ -21,10 +21,19 @@ import textwrap
 from pathlib import Path
 
 from _common import COVER, REPO, ChildRun, run_child, table
+from e2e import portrait_cover
 from inputs import phone_dir, tiles_dir
 from PIL import Image, ImageOps
 
-PEERS = ("phomo", "mosaicraft", "metapixel")
+PEERS = ("phomo", "mosaicraft", "metapixel", "pytomosaic")
+
+# pytomosaic: its only knob is the cell size in cover pixels, so the cover is pre-resized.
+_PYTOMOSAIC = """
+import sys
+from pytomosaic import createMosaic
+cover, tiles, px, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+createMosaic(cover, tiles, cropSize=px).save(out)
+"""
 
 # mosaicraft's CLI only takes a target tile count: replace its grid function to force COLS x ROWS.
 _MOSAICRAFT = """
@@ -73,36 +82,43 @@ def peer_cmd(peer: str, cover: Path, tiles: Path, cols: int, px: int, tmp: Path,
                 --metapixel '{small}' '{out}' >/dev/null
         """
         return ["bash", "-c", textwrap.dedent(script)]
+    if peer == "pytomosaic":
+        small = cover_at(cover, cols, rows, px, tmp)
+        return [str(venv / "bin" / "python"), "-c", _PYTOMOSAIC, str(small), str(tiles), str(px), str(out)]
     raise ValueError(f"unknown peer {peer!r}")
 
 
 def tessera_cmd(cover: Path, tiles: Path, cols: int, px: int, tmp: Path) -> list[str]:
+    """A cold run: a new, empty tile cache each time (as a first run on a folder)."""
     out = tmp / "mosaic.jpg"
-    app = [sys.executable, "-m", "app", "make", str(cover), str(tiles), "-o", str(out)]
+    cache = Path(tempfile.mkdtemp(dir=tmp, prefix="cache-"))
+    app = [sys.executable, "-m", "app", "make", str(cover), str(tiles), "-o", str(out), "--cache", str(cache)]
     return [*app, "--cols", str(cols), "--tile-size", str(px), "-q"]
 
 
-def run_case(name: str, tiles: Path, cols: int, px: int, peers: list[str], venv: Path) -> list[list[object]]:
+def run_case(
+    name: str, tiles: Path, cols: int, px: int, peers: list[str], venv: Path, cover: Path = COVER
+) -> list[list[object]]:
     count = len([p for p in tiles.iterdir() if p.is_file()])
     rows: list[list[object]] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        ours = [run_child(tessera_cmd(COVER, tiles, cols, px, tmp), cwd=REPO) for _ in range(3)]
+        ours = [run_child(tessera_cmd(cover, tiles, cols, px, tmp), cwd=REPO) for _ in range(3)]
         base = ChildRun(
             statistics.median(r.seconds for r in ours), statistics.median(r.peak_mb for r in ours), ""
         )
         rows.append(
-            [name, count, f"{cols}x{rows_for(COVER, cols)}", px, "tessera", base.seconds, 1.0, base.peak_mb]
+            [name, count, f"{cols}x{rows_for(cover, cols)}", px, "tessera", base.seconds, 1.0, base.peak_mb]
         )
         for peer in peers:
             try:
-                run = run_child(peer_cmd(peer, COVER, tiles, cols, px, tmp, venv), cwd=tmp)
+                run = run_child(peer_cmd(peer, cover, tiles, cols, px, tmp, venv), cwd=tmp)
             except RuntimeError as exc:
                 print(f"{peer} failed: {exc}", file=sys.stderr)
                 continue
             ratio = run.seconds / base.seconds
             rows.append(
-                [name, count, f"{cols}x{rows_for(COVER, cols)}", px, peer, run.seconds, ratio, run.peak_mb]
+                [name, count, f"{cols}x{rows_for(cover, cols)}", px, peer, run.seconds, ratio, run.peak_mb]
             )
             print(f"{name}: {peer} {run.seconds:.1f} s ({ratio:.1f}x tessera)", flush=True)
     return rows
@@ -111,13 +127,21 @@ def run_case(name: str, tiles: Path, cols: int, px: int, peers: list[str], venv:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="only 1,000 small tiles")
+    parser.add_argument(
+        "--case", choices=("all", "small", "phone", "80x120"), default="all",
+        help="80x120: 5,000 small tiles into 80 x 120 cells of 24 px (the issue's end-to-end case)",
+    )  # fmt: skip
     parser.add_argument("--venv", type=Path, default=Path("/tmp/peers"))
     parser.add_argument("--peers", default=",".join(PEERS))
     args = parser.parse_args()
     peers = args.peers.split(",")
-    rows = run_case("small tiles", tiles_dir(1000), 80, 32, peers, args.venv)
-    if not args.quick:
+    rows: list[list[object]] = []
+    if args.case in ("all", "small"):
+        rows += run_case("small tiles", tiles_dir(1000), 80, 32, peers, args.venv)
+    if args.case in ("all", "phone") and not args.quick:
         rows += run_case("12 MP phone", phone_dir(), 80, 32, peers, args.venv)
+    if args.case in ("all", "80x120") and not args.quick:
+        rows += run_case("small tiles 80x120", tiles_dir(5000), 80, 24, peers, args.venv, portrait_cover())
     print(f"\nCold runs, cover {COVER.name}; x tessera = peer seconds / tessera seconds\n")
     print(table(["input", "tiles", "grid", "px", "tool", "seconds", "x tessera", "peak MB"], rows))
 

@@ -4,6 +4,7 @@ leave a cache the next run uses."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -113,3 +114,26 @@ def test_a_damaged_cache_is_set_aside(corpus: Path, photo_tiles: list[Path], tmp
     (cache / "tiles.sqlite3").write_bytes(b"this is not a database" * 100)
     assert _make(corpus, folder, tmp_path / "a.jpg", "--cache", cache) == (0, 70)
     assert _make(corpus, folder, tmp_path / "b.jpg", "--cache", cache) == (70, 0)
+
+
+def test_the_cache_lives_in_xdg_cache_home_unless_told(
+    corpus: Path, photo_tiles: list[Path], tmp_path: Path
+) -> None:
+    folder = tmp_path / "photos"
+    _photos(corpus, folder, photo_tiles[:20])
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    env.pop("TESSERA_CACHE_DIR", None)
+    none = subprocess.run(_cmd(corpus, folder, tmp_path / "n.jpg", "--no-cache"), env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert none.returncode == 0, none.stderr
+    assert not (tmp_path / "xdg").exists()
+    run = subprocess.run(_cmd(corpus, folder, tmp_path / "a.jpg"), env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "tile cache: 0 from the cache, 20 decoded" in run.stdout
+    assert _rows(tmp_path / "xdg" / "tessera") == 20
+    env["TESSERA_CACHE_DIR"] = str(tmp_path / "set")
+    run = subprocess.run(_cmd(corpus, folder, tmp_path / "b.jpg"), env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert "tile cache: 0 from the cache, 20 decoded" in run.stdout, run.stderr
+    assert _rows(tmp_path / "set") == 20

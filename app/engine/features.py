@@ -113,6 +113,8 @@ def block_means(images: NDArray[np.uint8], grid: int) -> NDArray[np.float64]:
     align with pixels: a pixel straddling two blocks counts in each by its covered fraction.
     """
     n, height, width, channels = images.shape
+    if images.dtype == np.uint8 and height % grid == 0 and width % grid == 0:
+        return _aligned_block_means(images, grid)
     rows = _area_weights(height, grid)  # (grid, h)
     cols = _area_weights(width, grid)  # (grid, w)
     out = np.empty((n, grid, grid, channels))
@@ -123,6 +125,19 @@ def block_means(images: NDArray[np.uint8], grid: int) -> NDArray[np.float64]:
         by_cols = np.einsum("nhwc,bw->nhbc", images[s : s + step], cols, dtype=np.float64, optimize=True)
         out[s : s + step] = np.einsum("nhbc,ah->nabc", by_cols, rows, optimize=True)
     return out
+
+
+def _aligned_block_means(images: NDArray[np.uint8], grid: int) -> NDArray[np.float64]:
+    """:func:`block_means` when the blocks are whole pixels (the usual case: tile sizes are
+    multiples of the grid): integer sums of each block, with no float64 copy of the pixels
+    (2 to 3x faster than the weighted contraction, and exact)."""
+    n, height, width, channels = images.shape
+    bh, bw = height // grid, width // grid
+    if bh * bw * 255 >= 2**32:  # pragma: no cover - blocks of 16 million pixels and more
+        sums = images.reshape(n, grid, bh, grid, bw, channels).sum(axis=(2, 4), dtype=np.uint64)
+    else:
+        sums = images.reshape(n, grid, bh, grid, bw, channels).sum(axis=(2, 4), dtype=np.uint32)
+    return sums / float(bh * bw)
 
 
 def _area_weights(length: int, parts: int) -> NDArray[np.float64]:

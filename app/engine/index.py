@@ -19,7 +19,10 @@ so no pickled estimator lives on disk.
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,6 +37,25 @@ DIRECT_DIMS = 8
 PROJECTED_DIMS = 8
 _CHUNK = 1024  # cells per task: bounds temporaries, and feeds every core
 _WIDEN = 4  # candidates per wanted neighbour in the first step
+#: What building an index and measuring a mosaic import late (scikit-learn pulls in much of SciPy).
+_LATE_IMPORTS = ("sklearn.neighbors", "skimage.color")
+_importing: threading.Thread | None = None
+
+
+def import_in_background() -> None:
+    """Start importing scikit-learn's KD-tree (and the quality measure's colour module) on a
+    thread, so that the import overlaps with decoding tiles. Call it once decode processes
+    exist (a fork while a thread imports could copy a held import lock). An index built
+    meanwhile waits for the import (Python's import locks), it never imports twice."""
+    global _importing
+    if _importing is None and not all(name in sys.modules for name in _LATE_IMPORTS):
+        _importing = threading.Thread(target=_import_late, name="late-imports", daemon=True)
+        _importing.start()
+
+
+def _import_late() -> None:
+    for name in _LATE_IMPORTS:
+        importlib.import_module(name)
 
 
 class TileIndex:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from skimage.color import deltaE_ciede2000, rgb2lab
 
 
 def placed_means(
@@ -30,6 +29,8 @@ def placed_means(
 
 def cell_error(cover_means: NDArray[np.floating], shown_means: NDArray[np.floating]) -> float:
     """Mean CIEDE2000 between two ``(rows, cols, 3)`` grids of sRGB colours in 0..255."""
+    from skimage.color import deltaE_ciede2000, rgb2lab  # here: a cold `tessera make` imports it late
+
     cover_lab = rgb2lab(np.asarray(cover_means, dtype=np.float64) / 255.0)
     shown_lab = rgb2lab(np.asarray(shown_means, dtype=np.float64) / 255.0)
     return float(deltaE_ciede2000(cover_lab, shown_lab).mean())

@@ -18,7 +18,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,7 @@ import numpy as np
 
 from app.engine.decode import DEFAULT_MAX_PIXELS, RGB, WHITE
 from app.engine.tiles import (
+    MIN_FOR_PROCESSES,
     Progress,
     Rejection,
     TileJob,
@@ -149,9 +150,11 @@ def load_tiles(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     workers: int | None = None,
     progress: Progress | None = None,
+    started: Callable[[], None] | None = None,
 ) -> tuple[TileSet, CacheUse]:
     """Like :meth:`TileSet.from_paths`, taking from ``cache`` every file it holds unchanged and
-    decoding (and adding to it) only the others."""
+    decoding (and adding to it) only the others. ``started()`` is called once the decode
+    processes exist (or right away when none are needed): from then on threads may start."""
     files: list[tuple[str, int, int]] = []  # (absolute path, size, mtime_ns) of every input, in order
     names: list[str] = []  # as TileSet.from_paths names them
     missing: list[Rejection] = []
@@ -192,7 +195,15 @@ def load_tiles(
         progress(done, len(files))
     job = TileJob((width, height), background, max_pixels)
     items = [(files[i][0], files[i][0]) for i in todo]
-    for start, part, opacity, why in decode_chunks(job, items, workers or usable_cores(), "process"):
+    workers = workers or usable_cores()
+    pending = started
+    if pending is not None and (len(items) < MIN_FOR_PROCESSES or workers <= 1):
+        pending()  # decoded on threads, or not at all: no fork follows
+        pending = None
+    for start, part, opacity, why in decode_chunks(job, items, workers, "process"):
+        if pending is not None:
+            pending()
+            pending = None
         rows = []
         for k, reason in enumerate(why):
             i = todo[start + k]
@@ -206,6 +217,8 @@ def load_tiles(
         done += len(why)
         if progress is not None:
             progress(done, len(files))
+    if pending is not None:
+        pending()
     dropped = sum(cache.drop_missing(folder, present) for folder, present in folders)
     tiles = TileSet._from_decoded(images, alpha, names, reasons)
     tiles.rejected[:0] = missing

@@ -46,7 +46,7 @@ Progress = Callable[[int, int], None]
 Parallel = Literal["process", "thread"]
 _MAX_CHUNK = 32
 #: Fewer files than this decode on threads: starting processes would cost more than it saves.
-_MIN_FOR_PROCESSES = 64
+MIN_FOR_PROCESSES = 64
 #: A tile to load: a path, or (display name, path or bytes).
 TileInput = str | os.PathLike[str] | tuple[str, ImageSource]
 
@@ -386,7 +386,7 @@ def decode_chunks(
         return
     picklable = all(isinstance(source, (str, bytes, os.PathLike)) for _, source in items)
     pool: Executor
-    if parallel == "process" and picklable and len(items) >= _MIN_FOR_PROCESSES:
+    if parallel == "process" and picklable and len(items) >= MIN_FOR_PROCESSES:
         pool = ProcessPoolExecutor(min(workers, len(starts)), mp_context=_process_context())
     else:
         pool = ThreadPoolExecutor(min(workers, len(starts)))

@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.forkserver
 import os
 import signal
 import threading
@@ -178,6 +179,9 @@ class ProcessDispatcher(LocalDispatcher):
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(_PRELOAD)
         self._closing = False
+        # Start the fork server now, off the caller's thread: its imports take a second or more,
+        # which the first job would otherwise wait for.
+        threading.Thread(target=_start_fork_server, name="fork-server", daemon=True).start()
 
     def _execute(self, job: _Job) -> None:
         here, there = self._context.Pipe(duplex=True)
@@ -229,6 +233,8 @@ class ProcessDispatcher(LocalDispatcher):
         process = job.process
         if process is not None and process.pid is not None:
             kill_group(process.pid)
+            # Back when it is gone (its sentinel closes), so that no file it writes comes later.
+            multiprocessing.connection.wait([process.sentinel], timeout=1.0)
 
     def shutdown(self, *, wait: bool) -> None:
         if not wait:  # a stopping server: unfinished jobs are resumed at the next start
@@ -238,6 +244,13 @@ class ProcessDispatcher(LocalDispatcher):
             for job in running:
                 self._stop(job)
         super().shutdown(wait=wait)
+
+
+def _start_fork_server() -> None:
+    try:
+        multiprocessing.forkserver.ensure_running()
+    except Exception:  # the first job starts it, and reports why it cannot
+        log.warning("could not start the job fork server", exc_info=True)
 
 
 def _no_run(kind: str, record_id: str) -> None:  # pragma: no cover - never called

@@ -22,7 +22,7 @@ import multiprocessing.connection
 from dataclasses import dataclass
 
 from app.jobs.dispatch import Dispatcher, ForwardingDispatcher, job_process_started, make_dispatcher
-from app.jobs.kinds import JobKinds
+from app.jobs.kinds import ANIMATION, INDEX, PYRAMID, RENDER, JobKinds
 from app.jobs.library import Libraries
 from app.jobs.locks import FileLocks, SessionLocks
 from app.jobs.records import Records, SqliteRecords
@@ -81,15 +81,32 @@ class Services:
     def delete_session(self, session_id: str) -> None:
         """Remove a session everywhere: its records (the main ones first, so running jobs see it
         gone), its pyramids and animations, its cached library, and its files (here and in the
-        object store)."""
+        object store). Its running jobs are stopped first, so none re-creates a folder."""
+        self.cancel_jobs_of(session_id)
         self.records.delete_session(session_id)
         self.zoom_records.delete_session(session_id)
         self.libraries.forget(session_id)
         self.storage.delete_session(session_id)
 
+    def cancel_jobs_of(self, session_id: str) -> None:
+        """Drop or stop every job of a session: its index build, its mosaics' renders and
+        pyramids, their animations (:meth:`Dispatcher.cancel`)."""
+        self.dispatcher.cancel(INDEX, session_id)
+        for mosaic in self.records.mosaics_of(session_id):
+            self.cancel_jobs_of_mosaic(mosaic.id)
+
+    def cancel_jobs_of_mosaic(self, mosaic_id: str) -> None:
+        """Drop or stop a mosaic's render, its pyramid and its animations."""
+        self.dispatcher.cancel(RENDER, mosaic_id)
+        self.dispatcher.cancel(PYRAMID, mosaic_id)
+        for animation in self.zoom_records.animations_of(mosaic_id):
+            self.dispatcher.cancel(ANIMATION, animation.id)
+
     def delete_mosaic(self, session_id: str, mosaic_id: str) -> None:
         """Remove one mosaic: its record first (a running job sees it gone), its pyramid, share
-        link and animations, and its folder (here and in the object store)."""
+        link and animations, and its folder (here and in the object store). Its running jobs
+        are stopped first."""
+        self.cancel_jobs_of_mosaic(mosaic_id)
         self.records.delete_mosaic(mosaic_id)
         self.zoom_records.delete_mosaic(mosaic_id)
         self.storage.delete_tree(self.storage.mosaic_dir(session_id, mosaic_id))

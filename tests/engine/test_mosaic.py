@@ -111,6 +111,21 @@ def test_block_means_are_exact_area_means() -> None:
     assert tile_features(images, grid=3).shape == (3, 27)
 
 
+def test_block_means_of_whole_pixel_blocks_match_the_area_weighted_means() -> None:
+    """Tiles whose size the grid divides take the integer fast path; it must give what the
+    area-weighted path gives (the same blocks, computed with weights, as the float input does)."""
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, size=(6, 24, 36, 3), dtype=np.uint8)
+    for grid in (1, 2, 3, 4, 6, 12):
+        fast = block_means(images, grid)
+        weighted_path = block_means(images.astype(np.float64), grid)  # not uint8: the general path
+        brute = images.reshape(6, grid, 24 // grid, grid, 36 // grid, 3).astype(float).mean(axis=(2, 4))
+        assert fast.dtype == np.float64 and fast.shape == (6, grid, grid, 3)
+        assert np.allclose(fast, brute, atol=1e-9) and np.allclose(fast, weighted_path, atol=1e-9)
+    white = np.full((2, 64, 64, 3), 255, dtype=np.uint8)  # the largest sums stay exact
+    assert np.array_equal(block_means(white, 4), np.full((2, 4, 4, 3), 255.0))
+
+
 def test_index_round_trips_through_npy(tmp_path: Path) -> None:
     feats = np.random.default_rng(3).random((50, 6))
     index = TileIndex(feats)

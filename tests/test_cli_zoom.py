@@ -34,7 +34,8 @@ def test_make_writes_an_animation_and_a_pyramid(corpus: Path, tmp_path: Path) ->
         x0, y0, x1, y1 = layout.tile_box(render_level, 1, 1)
         pixels = np.asarray(tile, dtype=float)
     error = np.abs(pixels - picture[y0:y1, x0:x1]).mean()  # JPEG q90, 4:2:0, of 16 px cells
-    assert error < 8 and np.abs(pixels - picture[y0:y1, x0 + 16 : x1 + 16]).mean() > 2 * error
+    # (a wall of different photos has more edges for JPEG to blur than nearest-first had: about 8)
+    assert error < 10 and np.abs(pixels - picture[y0:y1, x0 + 16 : x1 + 16]).mean() > 2 * error
     with Image.open(movie) as anim:
         assert anim.format == "WEBP" and anim.size == (160, 120)
         durations = []

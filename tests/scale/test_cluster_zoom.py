@@ -43,7 +43,11 @@ def test_viewer_share_link_and_animation_made_by_a_worker_served_by_the_other_we
     session = post_session(web_a, photo_tiles[:40])
     assert wait_for(lambda: get(web_b, session["status_url"]), until={"ready", "failed"})["state"] == "ready"
     cover = corpus / "covers" / "mate-LadyBird.jpg"
-    posted = post_mosaic(web_a, session["id"], cover, cols=40, tile_size=16, format="png")
+    # nearest-first (no repetition rules): it uses only some of the 40 photos, so the check below
+    # that the zoom worker fetched only the photos it draws from can tell them from all uploads
+    posted = post_mosaic(
+        web_a, session["id"], cover, cols=40, tile_size=16, format="png", max_uses=0, min_distance=0
+    )
     mosaic = poll(lambda: get(web_b, posted["status_url"]), lambda m: m["dzi_url"] or m["state"] == "failed")
     assert mosaic["state"] == "ready" and mosaic["pyramid"]["state"] == "ready", mosaic
     image = read_png(httpx.get(f"{web_b.url}{mosaic['image_url']}", timeout=30).content)
@@ -109,7 +113,11 @@ def test_viewer_share_link_and_animation_made_by_a_worker_served_by_the_other_we
     cached = zoomer.data_dir / "sessions" / session["id"]
     made = cached / "mosaics" / mosaic["id"]
     assert (made / "grid.npy").is_file() and not (made / "mosaic.png").exists()
-    assert 0 < len(list((cached / "uploads").iterdir())) < 40
+    fetched = len(list((cached / "uploads").iterdir()))
+    assert 0 < fetched <= mosaic["report"]["distinct_tiles"] < 40, (
+        fetched,
+        mosaic["report"]["distinct_tiles"],
+    )
 
     # Each job ran on the queue meant for it.
     zoom_log, render_log = zoomer.log.read_text(), renderer.log.read_text()

@@ -347,6 +347,13 @@ function showLibrary(session) {
   showGallery(session.mosaics || []);
 }
 
+// A gallery picture: the file itself, except a TIFF (which browsers cannot show): its pyramid's
+// 128 px level (one Deep Zoom tile), or the cover until the pyramid is ready.
+function thumbnailUrl(m) {
+  if (m.format !== "tiff") return m.image_url;
+  return m.dzi_url ? m.dzi_url.replace(/\.dzi$/, "_files/7/0_0.jpg") : m.cover_url;
+}
+
 function showGallery(mosaics) {
   const ready = mosaics.filter((m) => m.state === "ready");
   $("history").hidden = ready.length === 0;
@@ -359,7 +366,7 @@ function showGallery(mosaics) {
     open.setAttribute("aria-label", `Open the mosaic of ${m.cover_name}, ${m.cols} × ${m.rows} tiles`);
     if (zoom.mosaic && zoom.mosaic.id === m.id) open.setAttribute("aria-current", "true");
     const img = document.createElement("img");
-    img.src = m.image_url;
+    img.src = thumbnailUrl(m);
     img.alt = "";
     img.loading = "lazy";
     const caption = document.createElement("span");

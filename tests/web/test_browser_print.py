@@ -46,6 +46,15 @@ def test_tiff_print_file_from_the_page(
     )
     assert page.is_visible("#viewer") and not page.is_visible("#result-link")
     assert page.locator("#viewer [title='Toggle full page']").count() == 1
+    # the gallery shows a picture for the TIFF mosaic too (its pyramid's small level), not a broken one
+    page.reload()
+    thumb = page.locator("#gallery li img").first
+    thumb.scroll_into_view_if_needed()
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#gallery li img'); return i && i.complete && i.naturalWidth > 0; }",
+        timeout=30_000,
+    )
+    assert "_files/7/0_0.jpg" in (thumb.get_attribute("src") or "")
 
     with page.expect_download() as info:
         page.click("#download")

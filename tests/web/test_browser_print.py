@@ -51,7 +51,8 @@ def test_tiff_print_file_from_the_page(
     thumb = page.locator("#gallery li img").first
     thumb.scroll_into_view_if_needed()
     page.wait_for_function(
-        "() => { const i = document.querySelector('#gallery li img'); return i && i.complete && i.naturalWidth > 0; }",
+        "() => { const i = document.querySelector('#gallery li img');"
+        " return i && i.complete && i.naturalWidth > 0; }",
         timeout=30_000,
     )
     assert "_files/7/0_0.jpg" in (thumb.get_attribute("src") or "")

@@ -44,7 +44,8 @@ def test_tiff_print_file_from_the_page(
     page.wait_for_function(
         "() => window.tesseraViewer && window.tesseraViewer.levelsLoaded.size > 0", timeout=60_000
     )
-    assert page.is_visible("#viewer") and not page.is_visible("#result-link")
+    page.wait_for_selector("#viewer", state="visible", timeout=30_000)  # shown once tiles are drawn
+    assert not page.is_visible("#result-link")
     assert page.locator("#viewer [title='Toggle full page']").count() == 1
     # the gallery shows a picture for the TIFF mosaic too (its pyramid's small level), not a broken one
     page.reload()

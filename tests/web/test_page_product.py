@@ -16,6 +16,7 @@ from PIL import Image
 from tests.conftest import cell_error, read_image
 from tests.web.conftest import LiveServer, wait_for
 from tests.web.test_browser import browser  # noqa: F401  (the module's chromium)
+from tests.web.test_restart import get, post_mosaic, post_session
 
 pytestmark = pytest.mark.browser
 SIZES = {"desktop": {"width": 1366, "height": 900}, "phone": {"width": 390, "height": 844}}
@@ -50,19 +51,13 @@ def tab_to(page: Any, selector: str, *, limit: int = 60) -> None:
 
 
 def ready_session(server: LiveServer, tiles: list[Path]) -> dict[str, Any]:
-    files = [("tiles", (p.name, p.read_bytes(), "image/jpeg")) for p in tiles]
-    session = httpx.post(f"{server.url}/api/sessions", files=files, timeout=60).json()
-    return wait_for(lambda: httpx.get(server.url + session["status_url"]).json(), until={"ready"})
+    session = post_session(server, tiles)
+    return wait_for(lambda: get(server, session["status_url"]), until={"ready"})
 
 
 def made(server: LiveServer, session_id: str, cover: Path, **fields: Any) -> dict[str, Any]:
-    created = httpx.post(
-        f"{server.url}/api/sessions/{session_id}/mosaics",
-        files={"cover": (cover.name, cover.read_bytes(), "image/jpeg")},
-        data={k: str(v) for k, v in fields.items()},
-        timeout=60,
-    ).json()
-    return wait_for(lambda: httpx.get(server.url + created["status_url"]).json(), until={"ready"})
+    created = post_mosaic(server, session_id, cover, **fields)
+    return wait_for(lambda: get(server, created["status_url"]), until={"ready"})
 
 
 WATCH_FRAMES = """() => {

@@ -64,13 +64,14 @@ ProcessEntry = Callable[
     [Settings, multiprocessing.connection.Connection, multiprocessing.connection.Connection], None
 ]
 # Imported once in the fork server, so no job process pays for them (scikit-learn alone takes
-# 0.5-1 s to import on an idle machine).
+# 0.5-1 s to import on an idle machine; scikit-image's colour module is the quality measure's).
 _PRELOAD = [
     "app.jobs.services",
     "app.engine",
     "app.engine.pyramid",
     "app.engine.animate",
     "sklearn.neighbors",
+    "skimage.color",
 ]
 
 

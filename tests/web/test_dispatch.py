@@ -46,7 +46,9 @@ def _stand_in(dispatcher: ForwardingDispatcher | None, kind: str, record_id: str
 
 
 def _entry(
-    settings: Settings, conn: multiprocessing.connection.Connection, lifeline: multiprocessing.connection.Connection
+    settings: Settings,
+    conn: multiprocessing.connection.Connection,
+    lifeline: multiprocessing.connection.Connection,
 ) -> None:
     job_process_started(lifeline)
     dispatcher = ForwardingDispatcher(conn)
@@ -150,7 +152,9 @@ def test_a_session_s_next_job_goes_to_the_process_that_ran_its_last(tmp_path: Pa
 
 
 def _threads(tmp_path: Path) -> LocalDispatcher:
-    return LocalDispatcher(1, run=lambda kind, record_id: _stand_in(None, kind, record_id), session_of=_session)
+    return LocalDispatcher(
+        1, run=lambda kind, record_id: _stand_in(None, kind, record_id), session_of=_session
+    )
 
 
 def _processes(tmp_path: Path) -> LocalDispatcher:

@@ -160,6 +160,9 @@ class FairQueue:
             queue.remove(job)
             if not queue:
                 del self._queued[job.session]
+                if not self._running[job.session]:
+                    self._running.pop(job.session, None)
+                    self._served.pop(job.session, None)
 
     def clear(self) -> list[_Job]:
         """Drop every waiting job; returns them."""
@@ -200,7 +203,11 @@ class LocalDispatcher:
     def submit(self, kind: str, record_id: str) -> None:
         coalesce = kind_of(kind).coalesce
         key = (kind, record_id)
-        session = self._session_of(kind, record_id)  # a record lookup: outside the lock
+        try:
+            session = self._session_of(kind, record_id)  # a record lookup: outside the lock
+        except Exception:  # the job still runs, in the turn of the jobs with no session
+            log.warning("no session found for %s job %s", kind, record_id, exc_info=True)
+            session = ""
         with self._guard:
             if self._closing:
                 raise RuntimeError("the dispatcher is shut down")
@@ -261,17 +268,15 @@ class LocalDispatcher:
         """The slot's thread ends (the dispatcher shut down)."""
 
     def cancel(self, kind: str, record_id: str) -> None:
+        key = (kind, record_id)
         with self._guard:
-            jobs = list(self._jobs.get((kind, record_id), []))
+            jobs = self._jobs.pop(key, [])
             for job in jobs:
                 job.cancelled = True
                 self._queue.remove(job)
-            queued = [j for j in jobs if not j.started]
-            for job in queued:
-                self._jobs[(kind, record_id)].remove(job)
-            if not self._jobs.get((kind, record_id), True):
-                del self._jobs[(kind, record_id)]
-            killed = [self._stop(slot) for slot in self._slots if slot.job in jobs]
+            if started := [job for job in jobs if job.started]:
+                self._jobs[key] = started  # until their slots are done with them
+            killed = [self._stop(slot) for slot in self._slots if slot.job in started]
         _wait_gone(killed)
 
     def _stop(self, slot: _Slot) -> BaseProcess | None:

@@ -153,6 +153,6 @@ def install_error_handlers(app: FastAPI) -> None:
             detail = _STATUS_TEXT[status]
         if status == 400 and detail.startswith("Too many files"):  # Starlette's multipart file cap
             limit = request.app.state.services.settings.max_files_per_request  # the parser is given one more
-            return _json(413, f"Too many files: one request takes at most {limit}. Upload in several requests.",
-                         field="tiles")  # fmt: skip
+            message = f"Too many files: one request takes at most {limit}. Upload in several requests."
+            return _json(413, message, field="tiles")
         return JSONResponse(error_body(detail), status_code=status, headers=exc.headers)

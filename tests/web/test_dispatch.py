@@ -29,8 +29,9 @@ from app.settings import Settings
 def _stand_in(dispatcher: ForwardingDispatcher | None, kind: str, record_id: str) -> None:
     """A stand-in job: ``record_id`` is ``<folder>/<name>``. It appends its name to
     ``<folder>/order.txt``, notes its pid, its child's pid and its process group, then
-    (``sleep``) waits, or (``chain``) submits a pyramid job on itself. While ``<folder>/hold``
-    exists, a job waits for it to go before it ends."""
+    (``sleep``) waits, (``chain``) submits a pyramid job on itself, (``raise``) raises, or
+    (``crash``) ends its process. While ``<folder>/hold`` exists, a job waits for it to go
+    before it ends."""
     folder, name = record_id.rsplit("/", 1)
     with open(Path(folder) / "order.txt", "a") as order:
         order.write(f"{name}.{kind}\n")
@@ -41,6 +42,10 @@ def _stand_in(dispatcher: ForwardingDispatcher | None, kind: str, record_id: str
         dispatcher.submit(PYRAMID, record_id)
     while (Path(folder) / "hold").exists():
         time.sleep(0.01)
+    if name.startswith("raise"):
+        raise RuntimeError("a job that fails")
+    if name.startswith("crash"):
+        os._exit(3)  # as an out-of-memory kill would end it
     if child is not None:
         child.wait()
 
@@ -149,6 +154,21 @@ def test_a_session_s_next_job_goes_to_the_process_that_ran_its_last(tmp_path: Pa
         assert pids["a1"] == pids["a2"] == pids["a3"] != pids["b1"] == pids["b2"]
     finally:
         dispatcher.shutdown(wait=True)
+
+
+def test_a_failing_job_leaves_its_process_and_a_crashed_one_is_replaced(tmp_path: Path) -> None:
+    dispatcher = ProcessDispatcher(1, settings=Settings(data_dir=tmp_path / "data"), entry=_entry)
+    try:
+        pids = []
+        for name in ("raise-1", "after-raise", "crash-1", "after-crash"):
+            dispatcher.submit(RENDER, f"{tmp_path}/{name}")
+            pids.append(_wait_file(tmp_path / f"{name}.{RENDER}.json")["pid"])
+            _wait_idle(dispatcher)
+        assert pids[0] == pids[1] == pids[2] != pids[3]  # the exception is logged, the exit is not survived
+        assert not _alive(pids[2]) and _alive(pids[3])
+    finally:
+        dispatcher.shutdown(wait=True)
+    assert not _alive(pids[3])
 
 
 def _threads(tmp_path: Path) -> LocalDispatcher:

@@ -9,8 +9,13 @@ import pytest
 from PIL import Image
 
 from app.engine import MosaicParams, TileSet, make_mosaic
+from app.engine.animate import AnimationSpec, render_frames, scene_of
+from app.engine.deep_zoom import photo_levels
 from app.engine.features import cell_means
-from app.engine.pyramid import GridSource
+from app.engine.mosaic import MosaicResult
+from app.engine.pyramid import DziLayout, GridSource
+from app.engine.render import lay_over
+from app.engine.tiles import make_tile_rgba
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +80,84 @@ def test_the_zoom_pyramid_redraws_the_same_composite(corpus: Path, emoji: TileSe
     source = GridSource.from_tiles(emoji, result.grid, (16, 16), result.cell_offsets, result.backgrounds)
     width, height = source.size
     assert np.array_equal(source.region((0, 0, width, height)), result.image)
+
+
+def see_through_cell(result: MosaicResult, emoji: TileSet) -> tuple[int, int]:
+    """(row, col) of the cell where a placed emoji shows the most of a background far from white:
+    the cell where drawing transparent pixels on white would be most wrong."""
+    assert emoji.alpha is not None and result.backgrounds is not None
+    clear = (emoji.alpha[result.grid] == 0).mean(axis=(2, 3))  # (rows, cols)
+    far = np.abs(result.backgrounds.astype(float) - 255).mean(axis=2)
+    row, col = np.unravel_index(np.argmax(clear * far), clear.shape)
+    assert clear[row, col] > 0.2 and far[row, col] > 60, (clear[row, col], far[row, col])
+    return int(row), int(col)
+
+
+def expected_cell(
+    result: MosaicResult, emoji: TileSet, row: int, col: int, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """What the cell (row, col) shows at ``size`` px from its emoji's file: its composite on the
+    cell's background with the cell's tint, and the mask of pixels well inside its clear area."""
+    assert result.backgrounds is not None
+    name = emoji.names[int(result.grid[row, col])]
+    rgb, alpha = make_tile_rgba(name, name=name, size=(size, size))
+    assert alpha is not None
+    shown = lay_over(rgb, alpha, result.backgrounds[row, col]).astype(float)
+    if result.cell_offsets is not None:
+        shown = np.clip(shown + result.cell_offsets[row, col], 0, 255)
+    clear = alpha == 0
+    inner = clear.copy()  # two pixels in from every opaque pixel: resampling blurs the edges
+    for dy in range(-2, 3):
+        for dx in range(-2, 3):
+            inner &= np.roll(np.roll(clear, dy, axis=0), dx, axis=1)
+    return shown, inner
+
+
+@pytest.mark.parametrize("background", ["cell", "#203040"])
+def test_the_zoom_animation_ends_on_the_emoji_over_its_background(
+    corpus: Path, emoji: TileSet, background: str
+) -> None:
+    params = MosaicParams(cols=16, tile_size=16, background=background)  # tint on: offsets too
+    result = make_mosaic(corpus / "covers" / "mate-Storm.jpg", emoji, params)
+    row, col = see_through_cell(result, emoji)
+    sources = {name: name for name in emoji.names}
+    scene = scene_of(
+        emoji, result.grid, (16, 16), offsets=result.cell_offsets, sources=sources,
+        backgrounds=result.backgrounds,
+    )  # fmt: skip
+    spec = AnimationSpec(kind="zoom", fmt="gif", seconds=1, width=128, height=128, fps=8, col=col, row=row)
+    frames = list(render_frames(scene, spec))
+    shown, clear = expected_cell(result, emoji, row, col, 128)  # the last view is exactly the cell
+    last = frames[-1].astype(float)
+    assert clear.mean() > 0.1
+    assert np.abs(last[clear] - shown[clear]).max() <= 3  # the cell's own colour (or the fixed one)
+    assert np.abs(last - shown).mean() < 3  # and the emoji itself, from its file, over it
+    # the first frame is the whole mosaic from the mip levels: the render, shrunk
+    small = np.asarray(Image.fromarray(result.image).resize((128, 128 * result.rows // 16), Image.BOX), float)
+    top = (128 - small.shape[0]) // 2
+    assert np.abs(frames[0][top : top + small.shape[0]].astype(float) - small).mean() < 6
+    # the end of an assemble is the render too (sprites laid over their backgrounds)
+    assembled = list(render_frames(scene, AnimationSpec(kind="assemble", fmt="gif", seconds=1, width=128,
+                                                        height=128, fps=4)))[-1]  # fmt: skip
+    assert np.abs(assembled[top : top + small.shape[0]].astype(float) - small).mean() < 6
+
+
+@pytest.mark.parametrize("background", ["cell", "#203040"])
+def test_the_deepest_zoom_level_shows_the_emoji_over_its_background(
+    corpus: Path, emoji: TileSet, background: str
+) -> None:
+    params = MosaicParams(cols=16, tile_size=16, background=background)
+    result = make_mosaic(corpus / "covers" / "mate-Storm.jpg", emoji, params)
+    row, col = see_through_cell(result, emoji)
+    render = DziLayout(result.width, result.height, fmt="png")
+    deep = photo_levels(
+        emoji, result.grid, (16, 16), render, sources={name: name for name in emoji.names},
+        zoom_tile_size=256, offsets=result.cell_offsets, backgrounds=result.backgrounds,
+    )  # fmt: skip
+    assert deep is not None and deep.depth == 2  # 16 px cells, 64 px emoji: two levels of photos
+    for level, size in ((deep.layout.max_level, 64), (deep.layout.max_level - 1, 32)):
+        cell = deep.region(level, (col * size, row * size, (col + 1) * size, (row + 1) * size)).astype(float)
+        shown, clear = expected_cell(result, emoji, row, col, size)
+        assert clear.mean() > 0.1
+        assert np.abs(cell[clear] - shown[clear]).max() <= 3, level
+        assert np.abs(cell - shown).mean() < 3, level

@@ -11,8 +11,9 @@ from PIL import Image
 from app.engine import MosaicParams, TileSet, make_mosaic
 from app.engine.animate import AnimationSpec, render_frames, scene_of
 from app.engine.deep_zoom import photo_levels
-from app.engine.features import cell_means
-from app.engine.mosaic import MosaicResult
+from app.engine.features import block_features, block_means, cell_means, cover_features, on_background
+from app.engine.index import TileIndex
+from app.engine.mosaic import MosaicResult, build_index, candidates_on_cells, load_cover, nearest_exact
 from app.engine.pyramid import DziLayout, GridSource
 from app.engine.render import lay_over
 from app.engine.tiles import make_tile_rgba
@@ -161,3 +162,83 @@ def test_the_deepest_zoom_level_shows_the_emoji_over_its_background(
         assert clear.mean() > 0.1
         assert np.abs(cell[clear] - shown[clear]).max() <= 3, level
         assert np.abs(cell - shown).mean() < 3, level
+
+
+def reference_candidates(
+    tiles: TileSet, index: TileIndex, cells: np.ndarray, cell_colours: np.ndarray, params: MosaicParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """The cell-colour candidate search as first written (before it was made fast): tree indexes
+    on white, grey and black give 16 candidates each, every one of the 48 composited on its cell's
+    colour and measured, a repeat set infinitely far, the 48 nearest kept. The definition the fast
+    :func:`candidates_on_cells` is checked against (and bench/candidates.py times)."""
+    k, keep, g = 16, 48, params.cell_grid
+    white = block_means(tiles.images, g)
+    opacity = block_means(tiles.opacity()[..., None], g)[..., 0] / 255.0
+    found = [index.query(cells, k)[1]]
+    for grey in (128.0, 0.0):
+        on_grey = block_features(on_background(white, opacity, grey), color_space=params.color_space)
+        found.append(TileIndex(on_grey).query(cells, k)[1])
+    cand = np.sort(np.concatenate(found, axis=1), axis=1)
+    n_cells, width = cand.shape
+    dist = np.empty((n_cells, width))
+    step = max(1, 2**16 // width)
+    for s in range(0, n_cells, step):
+        part = cand[s : s + step]
+        bg = np.asarray(cell_colours[s : s + step], dtype=np.float64)[:, None, None, None, :]
+        blocks = on_background(white[part], opacity[part], bg)
+        feats = block_features(blocks.reshape(-1, g, g, 3), color_space=params.color_space)
+        diff = feats.reshape(len(part), width, -1) - np.asarray(cells[s : s + step])[:, None, :]
+        dist[s : s + step] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+    dist[:, 1:][cand[:, 1:] == cand[:, :-1]] = np.inf
+    order = np.argsort(dist, axis=1, kind="stable")[:, :keep]
+    return np.take_along_axis(dist, order, 1), np.take_along_axis(cand, order, 1)
+
+
+def cells_of(cover: Path, params: MosaicParams) -> tuple[np.ndarray, np.ndarray]:
+    """(features, mean colours) of the cover's cells, as make_mosaic computes them."""
+    decoded = load_cover(cover, params)
+    rows = params.rows_for(decoded.width, decoded.height)
+    feats = cover_features(
+        decoded.image, params.cols, rows, color_space=params.color_space, grid=params.cell_grid
+    )
+    return feats, cell_means(decoded.image, params.cols, rows).reshape(-1, 3)
+
+
+@pytest.mark.parametrize(
+    ("cover", "options"),
+    [
+        ("mate-Storm.jpg", {}),
+        ("mate-LadyBird.jpg", {}),
+        ("skimage-astronaut.jpg", {"cell_grid": 2}),
+        ("mate-FreshFlower.jpg", {"color_space": "oklab"}),
+        ("mate-Dune.jpg", {"color_space": "rgb", "cell_grid": 1}),
+    ],
+)
+def test_the_fast_cell_colour_search_gives_what_the_plain_one_gives(
+    corpus: Path, emoji: TileSet, cover: str, options: dict[str, object]
+) -> None:
+    params = MosaicParams(cols=40, tile_size=16, **options).validate()  # type: ignore[arg-type]
+    cells, colours = cells_of(corpus / "covers" / cover, params)
+    index = build_index(emoji, params)
+    want_dist, want_tiles = reference_candidates(emoji, index, cells, colours, params)
+    dist, tiles = candidates_on_cells(emoji, index, cells, colours, params)
+    finite = np.isfinite(want_dist)
+    assert finite.mean() > 0.5 and np.array_equal(np.isfinite(dist), finite)
+    assert np.array_equal(tiles[finite], want_tiles[finite])  # the same tiles, in the same order
+    assert np.abs(dist[finite] - want_dist[finite]).max() < 1e-9
+    # each cell's tile set is the same too (the infinitely far repeats fill the rest alike)
+    assert all(set(a) == set(b) for a, b in zip(tiles.tolist(), want_tiles.tolist(), strict=True))
+
+
+def test_brute_force_nearest_is_exact_even_among_equal_tiles() -> None:
+    rng = np.random.default_rng(7)
+    features = rng.normal(size=(300, 12)) * 40
+    features[100:140] = features[5]  # forty copies of one tile: a crowd at one distance
+    cells = np.concatenate([rng.normal(size=(500, 12)) * 40, features[[5, 5, 7]] + 1e-7])
+    got = nearest_exact(features, cells, 16)
+    full = np.sqrt(((cells[:, None, :] - features[None, :, :]) ** 2).sum(axis=2))
+    want = np.lexsort((np.broadcast_to(np.arange(300), full.shape), full), axis=1)[:, :16]
+    assert np.array_equal(got, want)
+    assert np.array_equal(
+        nearest_exact(features[:10], cells, 16), np.argsort(full[:, :10], axis=1, kind="stable")
+    )

@@ -252,7 +252,8 @@ def _check_disk(services: Services) -> None:
     cap = services.settings.max_disk_bytes
     if services.storage.used_bytes >= cap:
         raise ApiError(
-            507, f"the server's storage is full ({cap / 2**30:.1f} GiB); try again later"
+            507, f"the server's storage is full ({cap / 2**30:.1f} GiB, TESSERA_MAX_DISK_BYTES); "
+            "try again later"
         )  # fmt: skip
 
 

@@ -30,7 +30,7 @@ from app.engine.options import MosaicParams
 from app.engine.quality import quality_report
 from app.engine.render import Progress, cell_bands, check_output_size, encode, lay_over, print_size, stitch
 from app.engine.tiff import write_tiff
-from app.engine.tiles import TileSet, usable_cores
+from app.engine.tiles import Placer, TileSet, usable_cores
 
 #: ``progress(stage, done, total)``; stages are "cover", "match" and "render".
 StageProgress = Callable[[str, int, int], None]
@@ -165,8 +165,13 @@ def make_mosaic(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: StageProgress | None = None,
     stitched: bool = True,
+    placer: Placer | None = None,
 ) -> MosaicResult:
     """Make a photo mosaic of ``cover`` from ``tiles``.
+
+    ``placer`` gives the placed tiles at the cell size (default: ``tiles.fitted``, the stored
+    tiles resized); matching only needs ``tiles`` small, so a caller whose cells are larger than
+    the stored tiles passes one that decodes the placed tiles again at the cell size.
 
     ``stitched=False`` leaves the picture unstitched (``image`` None): :func:`write_mosaic`
     streams it into a TIFF band by band, so its size is not bounded by memory.
@@ -221,8 +226,7 @@ def make_mosaic(
     used, local = np.unique(grid, return_inverse=True)
     local = local.reshape(grid.shape)
     report("render", 0, rows)
-    placed = tiles.resized((tile_w, tile_h), used)
-    placed_alpha = tiles.resized_alpha((tile_w, tile_h), used)
+    placed, placed_alpha = (placer or tiles.fitted)(used, (tile_w, tile_h))
     placed_means = block_means(placed, 1)[:, 0, 0]  # (n_used, 3), on white
     backgrounds = None
     shown = placed_means[local]

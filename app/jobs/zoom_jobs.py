@@ -173,8 +173,9 @@ class ZoomJobs:
         try:
             made = self._mosaic_cells(mosaic)
             source = GridSource.from_tiles(
-                made.tiles, made.grid, made.params.tile_shape, made.offsets, made.backgrounds
-            )
+                made.tiles, made.grid, made.params.tile_shape, made.offsets, made.backgrounds,
+                placer=self.libraries.placer(mosaic.session_id, made.params, made.tiles),
+            )  # fmt: skip
             fmt = "png" if mosaic.format == "png" else "jpg"
             deep = photo_levels(
                 made.tiles, made.grid, made.params.tile_shape, DziLayout(*source.size, fmt=fmt),

@@ -289,6 +289,10 @@ class LocalDispatcher:
         with self._guard:
             return not self._jobs
 
+    def waiting_processes(self) -> set[int]:
+        """The process ids of job processes waiting for a job: none here (jobs run on threads)."""
+        return set()
+
     def running(self) -> list[tuple[str, str]]:
         """The (kind, record id) of the jobs that run now."""
         with self._guard:
@@ -408,6 +412,14 @@ class ProcessDispatcher(LocalDispatcher):
                     except (EOFError, OSError):
                         break
                 return False
+
+    def waiting_processes(self) -> set[int]:
+        """The process ids of the job processes that wait for a job (they hold no one's work)."""
+        with self._guard:
+            return {
+                s.process.pid for s in self._slots
+                if not s.busy and s.job is None and s.process is not None and s.process.pid is not None
+            }  # fmt: skip
 
     def _forwarded(self, verb: str, kind: str, record_id: str) -> None:
         try:

@@ -88,36 +88,48 @@ class Services:
         return cls(settings, storage, records, libraries, jobs, zoom_records, zoom, kinds, dispatcher)
 
     def delete_session(self, session_id: str) -> None:
-        """Remove a session everywhere: its records (the main ones first, so running jobs see it
-        gone), its pyramids and animations, its cached library, and its files (here and in the
-        object store). Its running jobs are stopped first, so none re-creates a folder."""
-        self.cancel_jobs_of(session_id)
+        """Remove a session everywhere: its records first (a job that starts from then on,
+        however late it was submitted, finds nothing to do), then its running jobs are stopped,
+        then its pyramids and animations, its cached library and its files (here and in the
+        object store) go: no job is left to re-create a folder."""
+        jobs = self._jobs_of_session(session_id)
         self.records.delete_session(session_id)
         self.zoom_records.delete_session(session_id)
+        self._cancel(jobs)
         self.libraries.forget(session_id)
         self.storage.delete_session(session_id)
 
     def cancel_jobs_of(self, session_id: str) -> None:
         """Drop or stop every job of a session: its index build, its mosaics' renders and
         pyramids, their animations (:meth:`Dispatcher.cancel`)."""
-        self.dispatcher.cancel(INDEX, session_id)
-        for mosaic in self.records.mosaics_of(session_id):
-            self.cancel_jobs_of_mosaic(mosaic.id)
+        self._cancel(self._jobs_of_session(session_id))
 
     def cancel_jobs_of_mosaic(self, mosaic_id: str) -> None:
         """Drop or stop a mosaic's render, its pyramid and its animations."""
-        self.dispatcher.cancel(RENDER, mosaic_id)
-        self.dispatcher.cancel(PYRAMID, mosaic_id)
-        for animation in self.zoom_records.animations_of(mosaic_id):
-            self.dispatcher.cancel(ANIMATION, animation.id)
+        self._cancel(self._jobs_of_mosaic(mosaic_id))
+
+    def _jobs_of_session(self, session_id: str) -> list[tuple[str, str]]:
+        jobs = [(INDEX, session_id)]
+        for mosaic in self.records.mosaics_of(session_id):
+            jobs += self._jobs_of_mosaic(mosaic.id)
+        return jobs
+
+    def _jobs_of_mosaic(self, mosaic_id: str) -> list[tuple[str, str]]:
+        jobs = [(RENDER, mosaic_id), (PYRAMID, mosaic_id)]
+        return jobs + [(ANIMATION, a.id) for a in self.zoom_records.animations_of(mosaic_id)]
+
+    def _cancel(self, jobs: list[tuple[str, str]]) -> None:
+        for kind, record_id in jobs:
+            self.dispatcher.cancel(kind, record_id)
 
     def delete_mosaic(self, session_id: str, mosaic_id: str) -> None:
-        """Remove one mosaic: its record first (a running job sees it gone), its pyramid, share
-        link and animations, and its folder (here and in the object store). Its running jobs
-        are stopped first."""
-        self.cancel_jobs_of_mosaic(mosaic_id)
+        """Remove one mosaic: its records first (a job starting from then on finds it gone),
+        then its running jobs are stopped, then its folder goes (here and in the object
+        store), its space counted free at once."""
+        jobs = self._jobs_of_mosaic(mosaic_id)
         self.records.delete_mosaic(mosaic_id)
         self.zoom_records.delete_mosaic(mosaic_id)
+        self._cancel(jobs)
         self.storage.delete_tree(self.storage.mosaic_dir(session_id, mosaic_id))
 
     @staticmethod

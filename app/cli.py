@@ -28,6 +28,7 @@ from app.engine import (
 )
 from app.engine.animate import KINDS, VIDEO_FORMATS, AnimationSpec, Kind, make_animation, scene_of
 from app.engine.deep_zoom import photo_levels
+from app.engine.features import FeatureSpec
 from app.engine.index import import_in_background
 from app.engine.mosaic import MosaicResult, write_mosaic
 from app.engine.options import MAX_OUTPUT_PIXELS
@@ -210,7 +211,7 @@ def _make(args: argparse.Namespace) -> int:
 
     bar = _ProgressBar("tiles", enabled=not args.quiet and sys.stderr.isatty())
 
-    tiles, use = _load_tiles(args, params.tile_shape, bar)
+    tiles, use = _load_tiles(args, params.tile_shape, FeatureSpec(params.color_space, params.cell_grid), bar)
     bar.close()
     decode_s = time.perf_counter() - started
     if not args.quiet:
@@ -255,9 +256,10 @@ def _make(args: argparse.Namespace) -> int:
 
 
 def _load_tiles(
-    args: argparse.Namespace, shape: tuple[int, int], bar: Callable[[int, int], None]
+    args: argparse.Namespace, shape: tuple[int, int], features: FeatureSpec, bar: Callable[[int, int], None]
 ) -> tuple[TileSet, CacheUse | None]:
-    """The tiles, through the tile cache unless ``--no-cache`` (or the cache cannot be opened)."""
+    """The tiles, through the tile cache unless ``--no-cache`` (or the cache cannot be opened),
+    with their ``features`` (from the cache, or computed by the decode workers)."""
     if not args.no_cache:
         folder = (
             args.cache or os.environ.get("TESSERA_CACHE_DIR") or default_cache_dir()
@@ -271,6 +273,7 @@ def _load_tiles(
                 return load_tiles(
                     args.tiles, size=shape, cache=cache, workers=args.workers, progress=bar,
                     started=import_in_background,  # the late imports overlap the decoding
+                    features=features,
                 )  # fmt: skip
             finally:
                 cache.close()
@@ -280,7 +283,10 @@ def _load_tiles(
         if done:  # the decode processes exist now: the late imports can overlap the decoding
             import_in_background()
 
-    return TileSet.from_paths(args.tiles, size=shape, workers=args.workers, progress=progress), None
+    tiles = TileSet.from_paths(
+        args.tiles, size=shape, workers=args.workers, progress=progress, features=features
+    )
+    return tiles, None
 
 
 def _zoom_outputs(

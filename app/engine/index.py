@@ -21,6 +21,7 @@ so no pickled estimator lives on disk.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 import sys
@@ -84,6 +85,16 @@ class TileIndex:
         from scipy.spatial import cKDTree  # imported here: only a built index pays for it
 
         self._tree = cKDTree(self._rotated[:, : self._dims], leafsize=16, balanced_tree=False)
+        self._expected = 0
+        #: The last answer: (fingerprint of the cells, k, distances, tile numbers).
+        self._last: tuple[bytes, int, NDArray[np.float64], NDArray[np.intp]] | None = None
+
+    def expect(self, k: int) -> None:
+        """Say that the next cells queried will be asked again for up to ``k`` neighbours (the
+        neighbour repair after a first placement does so): the first query then finds ``k``, and
+        the second is answered from it instead of searching again (half a second for 10,000
+        cells x 20,000 tiles)."""
+        self._expected = k
 
     def subset(self, ids: NDArray[np.intp]) -> TileIndex:
         """An index over only the tiles ``ids`` (answers still use the full set's tile numbers)."""
@@ -104,13 +115,19 @@ class TileIndex:
         if cells.ndim != 2 or cells.shape[1] != self.dims:
             raise ValueError(f"cells must be (n, {self.dims}), got shape {cells.shape}")
         k = max(1, min(k, len(self)))
+        fingerprint = hashlib.blake2b(cells.tobytes(), digest_size=16).digest()
+        last = self._last
+        if last is not None and last[0] == fingerprint and last[1] >= k:  # the k nearest come first
+            return last[2][:, :k].copy(), last[3][:, :k].copy()
+        want = max(k, min(self._expected, len(self)))
+        self._expected = 0
         rotated = (cells - self._centre) @ self._axes.T
-        dist = np.empty((len(cells), k))
-        idx = np.empty((len(cells), k), dtype=np.intp)
+        dist = np.empty((len(cells), want))
+        idx = np.empty((len(cells), want), dtype=np.intp)
 
         def run(start: int) -> None:
             part = slice(start, start + _CHUNK)
-            dist[part], idx[part] = self._query_chunk(rotated[part], k)
+            dist[part], idx[part] = self._query_chunk(rotated[part], want)
 
         starts = range(0, len(cells), _CHUNK)
         if self.workers <= 1 or len(starts) <= 1:
@@ -119,7 +136,9 @@ class TileIndex:
         else:
             with ThreadPoolExecutor(min(self.workers, len(starts))) as pool:
                 list(pool.map(run, starts))
-        return dist, self.ids[idx]
+        found = self.ids[idx]
+        self._last = (fingerprint, want, dist, found)
+        return dist[:, :k].copy(), found[:, :k].copy()
 
     def _query_chunk(
         self, cells: NDArray[np.float64], k: int

@@ -43,7 +43,7 @@ def test_the_cache_keeps_features_per_setting_and_gives_them_back(
     cache = TileCache(tmp_path / "cache")
     lab = FeatureSpec("lab", 4)
     first, use = load_tiles([folder], size=(12, 12), cache=cache, features=lab)
-    assert (use.cached, use.decoded) == (0, 70)
+    assert (use.cached, use.decoded) == (0, 70) and first.features is not None
     again, use = load_tiles([folder], size=(12, 12), cache=cache, features=lab)
     assert (use.cached, use.decoded) == (70, 0)
     assert np.array_equal(again.images, first.images) and again.names == first.names

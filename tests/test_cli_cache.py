@@ -45,6 +45,8 @@ def _photos(corpus: Path, folder: Path, names: list[Path]) -> None:
 def _rows(cache: Path) -> int:
     with sqlite3.connect(cache / "tiles.sqlite3", timeout=30) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'tiles'").fetchall():
+            return 0  # a run has just created the file, not yet its table
         return int(db.execute("SELECT count(*) FROM tiles").fetchone()[0])
 
 

@@ -1,6 +1,6 @@
 """An exact nearest-neighbour index over tile features.
 
-Mean-colour features (3 numbers) go straight into SciPy's KD-tree (``cKDTree``). Richer features
+Mean-colour features (3 numbers) go straight into scikit-learn's KD-tree. Richer features
 (``cell_grid`` 2..8: 12 to 192 numbers) defeat a KD-tree, which then visits most tiles, so they are
 rotated onto their principal axes and searched in two steps that stay exact:
 
@@ -11,10 +11,8 @@ rotated onto their principal axes and searched in two steps that stay exact:
    ``k``-th full distance ask the tree for every tile within that distance (projected), and keep
    the ``k`` nearest of those by full distance.
 
-Cells are searched in chunks on all cores (the tree releases the GIL while it searches).
-``scipy.spatial`` is imported only when an index is built (about 0.2 s on this machine, where
-scikit-learn's KD-tree, used before, took 0.7 s: it pulls in much more of SciPy, and its queries
-took twice as long). Only the feature array is ever
+Cells are searched in chunks on all cores. scikit-learn is imported only when an index is built
+(it costs a cold ``tessera make`` about a third of a second). Only the feature array is ever
 stored; the rotation and tree are refitted when loaded (tens of milliseconds for 20,000 tiles),
 so no pickled estimator lives on disk.
 """
@@ -40,16 +38,17 @@ DIRECT_DIMS = 8
 PROJECTED_DIMS = 8
 _CHUNK = 1024  # cells per task: bounds temporaries, and feeds every core
 _WIDEN = 4  # candidates per wanted neighbour in the first step
-#: What building an index and measuring a mosaic import late.
-_LATE_IMPORTS = ("scipy.spatial", "skimage.color")
+#: What building an index and measuring a mosaic import late (scikit-learn pulls in much of SciPy).
+_LATE_IMPORTS = ("sklearn.neighbors", "skimage.color")
 _importing: threading.Thread | None = None
 
 
 def import_in_background() -> None:
-    """Start importing SciPy's KD-tree (and the quality measure's colour module) on a
-    thread, so that the import overlaps with decoding tiles. Call it once decode processes
-    exist (a fork while a thread imports could copy a held import lock). An index built
-    meanwhile waits for the import (Python's import locks), it never imports twice."""
+    """Start importing scikit-learn's KD-tree (and the quality measure's colour module) on a
+    thread, so that the import overlaps with reading and decoding tiles. Call it once decode
+    processes exist (:func:`app.engine.tiles.start_decoders`), or when none will be forked: a
+    fork while a thread imports could copy a held import lock. An index built meanwhile waits
+    for the import (Python's import locks), it never imports twice."""
     global _importing
     if _importing is None and not all(name in sys.modules for name in _LATE_IMPORTS):
         _importing = threading.Thread(target=_import_late, name="late-imports", daemon=True)
@@ -82,9 +81,9 @@ class TileIndex:
         self._axes = _principal_axes(features - self._centre)  # (d, d) rows: unit axes
         self._rotated = (features - self._centre) @ self._axes.T  # (n, d), same distances
         self._dims = features.shape[1] if features.shape[1] <= DIRECT_DIMS else PROJECTED_DIMS
-        from scipy.spatial import cKDTree  # imported here: only a built index pays for it
+        from sklearn.neighbors import KDTree  # imported here: only a built index pays for it
 
-        self._tree = cKDTree(self._rotated[:, : self._dims], leafsize=16, balanced_tree=False)
+        self._tree = KDTree(self._rotated[:, : self._dims], leaf_size=16)
         self._expected = 0
         #: The last answer: (fingerprint of the cells, k, distances, tile numbers).
         self._last: tuple[bytes, int, NDArray[np.float64], NDArray[np.intp]] | None = None
@@ -146,10 +145,9 @@ class TileIndex:
         """Exact search for rotated ``cells`` ``(m, d)``."""
         if self._dims == self.dims:
             dist, idx = self._tree.query(cells, k=k)
-            return dist.reshape(len(cells), k), idx.reshape(len(cells), k).astype(np.intp)
+            return dist, idx.astype(np.intp)
         wide = min(len(self), k * _WIDEN)
         projected, cand = self._tree.query(cells[:, : self._dims], k=wide)
-        projected, cand = projected.reshape(len(cells), wide), cand.reshape(len(cells), wide).astype(np.intp)
         owner = np.repeat(np.arange(len(cells)), wide)
         full = _distances(cells, self._rotated, owner, cand.ravel()).reshape(cand.shape)
         dist, idx = _k_smallest(full, cand, k)
@@ -163,7 +161,7 @@ class TileIndex:
     ) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
         """The ``k`` nearest among all tiles within ``radius`` (projected) of each cell: every
         tile within ``radius`` in full is among them, so this is exact."""
-        found = self._tree.query_ball_point(cells[:, : self._dims], r=radius * (1 + 1e-9) + 1e-12)
+        found = self._tree.query_radius(cells[:, : self._dims], r=radius * (1 + 1e-9) + 1e-12)
         counts = np.array([len(f) for f in found])
         owner = np.repeat(np.arange(len(cells)), counts)
         tiles = np.concatenate(found).astype(np.intp)

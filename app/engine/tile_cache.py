@@ -23,6 +23,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -216,12 +217,14 @@ def load_tiles(
     progress: Progress | None = None,
     started: Callable[[], None] | None = None,
     features: FeatureSpec | None = None,
+    pool: ProcessPoolExecutor | None = None,
 ) -> tuple[TileSet, CacheUse]:
     """Like :meth:`TileSet.from_paths`, taking from ``cache`` every file it holds unchanged and
     decoding (and adding to it) only the others. ``started()`` is called once the decode
     processes exist (or right away when none are needed): from then on threads may start.
     With ``features`` the tiles' features come along (cached, or computed where they are
-    decoded), as :meth:`TileSet.from_inputs` computes them."""
+    decoded), as :meth:`TileSet.from_inputs` computes them; ``pool``, decode processes
+    started earlier (:func:`app.engine.tiles.start_decoders`), is used and left running."""
     inputs = _list_inputs(paths)
     files = inputs.files
     variant = variant_of(size, background, max_pixels)
@@ -246,10 +249,10 @@ def load_tiles(
     items = [(files[i][0], files[i][0]) for i in todo]
     workers = workers or usable_cores()
     pending = started
-    if pending is not None and (len(items) < MIN_FOR_PROCESSES or workers <= 1):
+    if pending is not None and (pool is not None or len(items) < MIN_FOR_PROCESSES or workers <= 1):
         pending()  # decoded on threads, or not at all: no fork follows
         pending = None
-    for chunk in decode_chunks(job, items, workers, "process"):
+    for chunk in decode_chunks(job, items, workers, "process", pool):
         if pending is not None:
             pending()
             pending = None

@@ -129,6 +129,7 @@ class TileSet:
         parallel: Parallel = "process",
         progress: Progress | None = None,
         features: FeatureSpec | None = None,
+        pool: ProcessPoolExecutor | None = None,
     ) -> TileSet:
         """Decode, crop and shrink every input to a tile of ``size`` = (width, height).
 
@@ -137,7 +138,9 @@ class TileSet:
         always use threads. ``progress(done, total)`` is called in the caller's thread, once at
         the start and as chunks finish. Failures are collected in ``rejected``; the accepted
         tiles keep their input order. With ``features``, each chunk's feature vectors are
-        computed by the worker that decoded it, overlapping the decoding (``features``).
+        computed by the worker that decoded it, overlapping the decoding (``features``). A
+        ``pool`` of decode processes started earlier (:func:`start_decoders`) is used and left
+        running.
         """
         items = [_named(item) for item in inputs]
         if size[0] < 1 or size[1] < 1:
@@ -152,7 +155,7 @@ class TileSet:
         done = 0
         if progress is not None:
             progress(0, len(items))
-        for chunk in decode_chunks(job, items, workers or usable_cores(), parallel):
+        for chunk in decode_chunks(job, items, workers or usable_cores(), parallel, pool):
             rows = slice(chunk.start, chunk.start + len(chunk.reasons))
             images[rows] = chunk.tiles
             alpha[rows] = chunk.alpha
@@ -425,11 +428,32 @@ class DecodedChunk:
     features: NDArray[np.float32] | None = None
 
 
+def start_decoders(workers: int | None = None) -> ProcessPoolExecutor | None:
+    """Start the decode processes now (None with one worker), to hand to :func:`decode_chunks`.
+
+    Started before any other thread, they may be forked (milliseconds, nothing imported
+    again); threads started afterwards, such as the late imports of
+    :func:`app.engine.index.import_in_background`, can then run from the first line of a
+    command while the tiles are read and decoded. The caller shuts the pool down."""
+    count = workers or usable_cores()
+    if count <= 1:
+        return None
+    pool = ProcessPoolExecutor(count, mp_context=_process_context())
+    pool.submit(int).result()  # forked now (a fork pool starts all its processes at once)
+    return pool
+
+
 def decode_chunks(
-    job: TileJob, items: Sequence[tuple[str, ImageSource]], workers: int, parallel: Parallel
+    job: TileJob,
+    items: Sequence[tuple[str, ImageSource]],
+    workers: int,
+    parallel: Parallel,
+    processes: ProcessPoolExecutor | None = None,
 ) -> Iterator[DecodedChunk]:
     """Decode ``items`` in chunks on ``workers`` processes or threads, yielding chunks as they
-    finish (in any order). One worker, or a single input, runs in the calling thread."""
+    finish (in any order). One worker, or a single input, runs in the calling thread. Given
+    ``processes`` (:func:`start_decoders`), paths are decoded there, however few, and the pool
+    is left running."""
     chunk = _chunk_size(len(items), workers)
     starts = range(0, len(items), chunk)
     if workers <= 1 or len(items) <= 1:
@@ -438,18 +462,22 @@ def decode_chunks(
         return
     picklable = all(isinstance(source, (str, bytes, os.PathLike)) for _, source in items)
     pool: Executor
-    if parallel == "process" and picklable and len(items) >= MIN_FOR_PROCESSES:
+    owned = True
+    if processes is not None and parallel == "process" and picklable:
+        pool, owned = processes, False
+    elif parallel == "process" and picklable and len(items) >= MIN_FOR_PROCESSES:
         pool = ProcessPoolExecutor(min(workers, len(starts)), mp_context=_process_context())
     else:
         pool = ThreadPoolExecutor(min(workers, len(starts)))
-    with pool:
-        futures = [pool.submit(_decode_chunk, job, s, list(items[s : s + chunk])) for s in starts]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        finally:
-            for future in futures:  # stop queued work when the caller gives up early
-                future.cancel()
+    futures = [pool.submit(_decode_chunk, job, s, list(items[s : s + chunk])) for s in starts]
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        for future in futures:  # stop queued work when the caller gives up early
+            future.cancel()
+        if owned:
+            pool.shutdown()
 
 
 def _decode_chunk(job: TileJob, start: int, items: Sequence[tuple[str, ImageSource]]) -> DecodedChunk:

@@ -39,18 +39,20 @@ def median_time(run: Callable[[], object], repeats: int) -> float:
 
 @dataclass(frozen=True)
 class ChildRun:
-    """One finished child process: wall seconds, peak RSS in MB and its stdout."""
+    """One finished child process: wall seconds, peak RSS in MB, its stdout and the user + system
+    CPU seconds of it and the children it waited for (None without ``/usr/bin/time``)."""
 
     seconds: float
     peak_mb: float
     stdout: str
+    cpu: float | None = None
 
 
 def run_child(cmd: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> ChildRun:
     """Run ``cmd`` to completion and measure its wall time and peak RSS (largest of its process tree,
     through ``/usr/bin/time`` when present, else ``getrusage`` of the children)."""
     timer = Path("/usr/bin/time")
-    full = [str(timer), "-f", "@@maxrss=%M", *cmd] if timer.exists() else list(cmd)
+    full = [str(timer), "-f", "@@maxrss=%M @@cpu=%U+%S", *cmd] if timer.exists() else list(cmd)
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t = time.perf_counter()
     proc = subprocess.run(full, capture_output=True, text=True, env=env, cwd=cwd, check=False)
@@ -58,12 +60,16 @@ def run_child(cmd: Sequence[str], *, env: dict[str, str] | None = None, cwd: Pat
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    cpu = None
     for line in proc.stderr.splitlines():
         if line.startswith("@@maxrss="):
-            peak_kb = int(line.split("=", 1)[1])
+            rss, _, used = line.partition(" @@cpu=")
+            peak_kb = int(rss.split("=", 1)[1])
+            user, _, system = used.partition("+")
+            cpu = float(user) + float(system) if system else None
     if peak_kb == before and not timer.exists():
         peak_kb = 0  # an earlier, larger child hides this one: no figure rather than a wrong one
-    return ChildRun(seconds, peak_kb / 1024, proc.stdout)
+    return ChildRun(seconds, peak_kb / 1024, proc.stdout, cpu)
 
 
 def median_child(cmd: Sequence[str], repeats: int, **kwargs: object) -> ChildRun:

@@ -45,6 +45,8 @@ def _photos(corpus: Path, folder: Path, names: list[Path]) -> None:
 def _rows(cache: Path) -> int:
     with sqlite3.connect(cache / "tiles.sqlite3", timeout=30) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'tiles'").fetchall():
+            return 0  # a run has just created the file, not yet its table
         return int(db.execute("SELECT count(*) FROM tiles").fetchone()[0])
 
 
@@ -137,3 +139,21 @@ def test_the_cache_lives_in_xdg_cache_home_unless_told(
                          capture_output=True, text=True, timeout=180)  # fmt: skip
     assert "tile cache: 0 from the cache, 20 decoded" in run.stdout, run.stderr
     assert _rows(tmp_path / "set") == 20
+
+
+def test_other_feature_settings_reuse_the_cached_tiles_and_match_an_uncached_run(
+    corpus: Path, photo_tiles: list[Path], tmp_path: Path
+) -> None:
+    folder, cache = tmp_path / "photos", tmp_path / "cache"
+    _photos(corpus, folder, photo_tiles[:100])
+    assert _make(corpus, folder, tmp_path / "a.png", "--cache", cache) == (0, 100)
+    for settings in (["--cell-grid", "2"], ["--color-space", "oklab"], []):  # the last: back to the first
+        assert _make(corpus, folder, tmp_path / "b.png", "--cache", cache, *settings) == (100, 0)
+        uncached = tmp_path / "c.png"
+        run = subprocess.run(
+            _cmd(corpus, folder, uncached, "--no-cache", *settings), capture_output=True, text=True, cwd=REPO
+        )
+        assert run.returncode == 0, run.stderr
+        assert np.array_equal(np.asarray(read_image(tmp_path / "b.png")), np.asarray(read_image(uncached)))
+    with sqlite3.connect(cache / "tiles.sqlite3") as db:  # the features went in with the tiles
+        assert db.execute("SELECT count(*) FROM tiles WHERE features IS NOT NULL").fetchone()[0] == 100

@@ -244,3 +244,27 @@ def cell_means(cover: Image.Image, cols: int, rows: int) -> NDArray[np.float64]:
 def _check_grid(grid: int) -> None:
     if grid < 1:
         raise ValueError(f"cell grid must be at least 1, got {grid}")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """The feature settings of an index (``color_space``, ``cell_grid``), so tile features can be
+    computed where the tiles are decoded and kept with them (the command line's tile cache)."""
+
+    color_space: ColorSpace = "lab"
+    grid: int = 1
+
+    @property
+    def key(self) -> str:
+        """Names these settings and the weights they imply: features stored under one key are
+        exactly what :meth:`of` computes today."""
+        w = weights_for(self.color_space)
+        return f"f1:{self.color_space}:{self.grid}:{w.mean}:{','.join(map(str, w.structure))}:{w.chroma_k}"
+
+    @property
+    def dims(self) -> int:
+        return self.grid * self.grid * 3
+
+    def of(self, images: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """:func:`tile_features` of ``images`` with these settings."""
+        return tile_features(images, color_space=self.color_space, grid=self.grid)

@@ -190,8 +190,10 @@ def choose_tiles(
     if cap is not None and cap > (1 if rules.unique else (rules.max_uses or 0)):
         log.info("library of %d tiles too small for the cap on %d cells: %d uses each", n_tiles, n_cells, cap)
     if 0 < rules.min_distance <= REPAIR_RADIUS and n_tiles > (2 * rules.min_distance + 1) ** 2:
-        from app.engine.spread import spread_out  # here: spread imports this module
+        from app.engine.spread import REPAIR_K, spread_out  # here: spread imports this module
 
+        if candidates is None:
+            index.expect(REPAIR_K + 1)  # the repair asks these cells again: one search for both
         capped = choose_tiles(
             index, cells, rows, cols, rules=Rules(max_uses=cap), first_k=first_k, candidates=candidates
         )

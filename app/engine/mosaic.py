@@ -17,12 +17,12 @@ from PIL import Image
 from app.engine.decode import DEFAULT_MAX_PIXELS, ImageSource, load_rgb
 from app.engine.errors import NoUsableTiles
 from app.engine.features import (
+    FeatureSpec,
     block_features,
     block_means,
     cell_means,
     cover_features,
     on_background,
-    tile_features,
 )
 from app.engine.index import TileIndex
 from app.engine.matching import choose_tiles, raised_rules
@@ -118,7 +118,7 @@ def build_index(tiles: TileSet, params: MosaicParams) -> TileIndex:
     """The nearest-neighbour index of ``tiles`` for the feature settings in ``params``."""
     if len(tiles) == 0:
         raise NoUsableTiles("no usable tiles: every file was rejected")
-    return TileIndex(tile_features(tiles.images, color_space=params.color_space, grid=params.cell_grid))
+    return TileIndex(tiles.features_of(FeatureSpec(params.color_space, params.cell_grid)))
 
 
 @dataclass(frozen=True)

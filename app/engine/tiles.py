@@ -37,6 +37,7 @@ from app.engine.decode import (
     to_rgb,
 )
 from app.engine.errors import ImageRejected
+from app.engine.features import FeatureSpec
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ Progress = Callable[[int, int], None]
 #: Where tiles are decoded: worker processes (default, fastest measured) or threads.
 Parallel = Literal["process", "thread"]
 _MAX_CHUNK = 32
+_GATHER_ROWS = 1024  # rows moved at a time when rejected tiles are dropped
 #: Fewer files than this decode on threads: starting processes would cost more than it saves.
 MIN_FOR_PROCESSES = 64
 #: A tile to load: a path, or (display name, path or bytes).
@@ -80,12 +82,18 @@ class TileSet:
         ``uint8`` ``(n, h, w)`` opacity of every pixel, or None when every tile is opaque. With it
         a tile shown on a background ``b`` is ``images + (1 - alpha / 255) * (b - 255)``:
         ``images`` holds the tiles composited onto white.
+    features
+        ``(n, d)`` feature vectors of ``images`` computed as they were decoded (or taken from the
+        tile cache), under the settings named by ``features_key`` (:attr:`FeatureSpec.key`); None
+        when not asked for. :meth:`features_of` uses them when the settings match.
     """
 
     images: NDArray[np.uint8]
     names: list[str]
     rejected: list[Rejection] = field(default_factory=list)
     alpha: NDArray[np.uint8] | None = None
+    features: NDArray[np.float32] | None = None
+    features_key: str | None = None
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4 or self.images.shape[3] != 3 or self.images.dtype != np.uint8:
@@ -96,6 +104,15 @@ class TileSet:
             raise ValueError(f"{len(self.names)} names for {len(self.images)} images")
         if self.alpha is not None and self.alpha.shape != self.images.shape[:3]:
             raise ValueError(f"alpha must be {self.images.shape[:3]}, got {self.alpha.shape}")
+        if self.features is not None and len(self.features) != len(self.images):
+            raise ValueError(f"{len(self.features)} feature rows for {len(self.images)} images")
+
+    def features_of(self, spec: FeatureSpec) -> NDArray[np.float32]:
+        """The tiles' feature vectors under ``spec``: those computed with the tiles when their
+        settings match (the same numbers), else computed now."""
+        if self.features is not None and self.features_key == spec.key:
+            return self.features
+        return spec.of(self.images)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -116,6 +133,8 @@ class TileSet:
         workers: int | None = None,
         parallel: Parallel = "process",
         progress: Progress | None = None,
+        features: FeatureSpec | None = None,
+        pool: ProcessPoolExecutor | None = None,
     ) -> TileSet:
         """Decode, crop and shrink every input to a tile of ``size`` = (width, height).
 
@@ -123,45 +142,62 @@ class TileSet:
         may run on) or, with ``parallel="thread"``, on threads; inputs given as open file objects
         always use threads. ``progress(done, total)`` is called in the caller's thread, once at
         the start and as chunks finish. Failures are collected in ``rejected``; the accepted
-        tiles keep their input order.
+        tiles keep their input order. With ``features``, each chunk's feature vectors are
+        computed by the worker that decoded it, overlapping the decoding (``features``). A
+        ``pool`` of decode processes started earlier (:func:`start_decoders`) is used and left
+        running.
         """
         items = [_named(item) for item in inputs]
         if size[0] < 1 or size[1] < 1:
             raise ValueError(f"tile size must be positive, got {size}")
         if parallel not in ("process", "thread"):
             raise ValueError(f"parallel must be 'process' or 'thread', got {parallel!r}")
-        job = TileJob((size[0], size[1]), background, max_pixels)
+        job = TileJob((size[0], size[1]), background, max_pixels, features)
         images = np.empty((len(items), size[1], size[0], 3), dtype=np.uint8)
         alpha = np.empty((len(items), size[1], size[0]), dtype=np.uint8)
+        found = None if features is None else np.empty((len(items), features.dims), dtype=np.float32)
         reasons: list[str | None] = [None] * len(items)
         done = 0
         if progress is not None:
             progress(0, len(items))
-        for start, part, opacity, why in decode_chunks(job, items, workers or usable_cores(), parallel):
-            images[start : start + len(part)] = part
-            alpha[start : start + len(part)] = opacity
-            reasons[start : start + len(why)] = why
-            done += len(why)
+        for chunk in decode_chunks(job, items, workers or usable_cores(), parallel, pool):
+            rows = slice(chunk.start, chunk.start + len(chunk.reasons))
+            images[rows] = chunk.tiles
+            alpha[rows] = chunk.alpha
+            if found is not None and chunk.features is not None:
+                found[rows] = chunk.features
+            reasons[rows] = chunk.reasons
+            done += len(chunk.reasons)
             if progress is not None:
                 progress(done, len(items))
-        return cls._from_decoded(images, alpha, [name for name, _ in items], reasons)
+        key = None if features is None else features.key
+        return cls._from_decoded(images, alpha, [name for name, _ in items], reasons, found, key)
 
     @classmethod
     def _from_decoded(
-        cls, images: NDArray[np.uint8], alpha: NDArray[np.uint8], names: list[str], reasons: list[str | None]
+        cls,
+        images: NDArray[np.uint8],
+        alpha: NDArray[np.uint8],
+        names: list[str],
+        reasons: list[str | None],
+        features: NDArray[np.float32] | None = None,
+        features_key: str | None = None,
     ) -> TileSet:
-        """Drop the rejected rows of ``images`` in place (no second full-size array)."""
-        kept = 0
-        for i, reason in enumerate(reasons):
-            if reason is None:
-                if kept != i:
-                    images[kept] = images[i]
-                    alpha[kept] = alpha[i]
-                kept += 1
+        """Drop the rejected rows of ``images`` (and ``alpha``, ``features``) in place (no second
+        full-size array)."""
+        kept_rows = np.flatnonzero(np.array([r is None for r in reasons], dtype=bool))
+        kept = len(kept_rows)
+        for block in range(0, kept, _GATHER_ROWS):  # row j comes from kept_rows[j] >= j
+            rows = kept_rows[block : block + _GATHER_ROWS]
+            if rows[-1] != block + len(rows) - 1:  # not already in place
+                for array in (images, alpha, features):
+                    if array is not None:
+                        array[block : block + len(rows)] = array[rows]
         rejected = [Rejection(names[i], r) for i, r in enumerate(reasons) if r is not None]
-        accepted = [names[i] for i, r in enumerate(reasons) if r is None]
+        accepted = [names[i] for i in kept_rows.tolist()]
         opacity = alpha[:kept] if (alpha[:kept] < 255).any() else None
-        return cls(images[:kept], accepted, rejected, opacity)
+        found = None if features is None else features[:kept]
+        return cls(images[:kept], accepted, rejected, opacity, found, None if found is None else features_key)
 
     @classmethod
     def from_paths(cls, paths: Sequence[str | os.PathLike[str]], **kwargs: object) -> TileSet:
@@ -172,7 +208,7 @@ class TileSet:
         for path in paths:
             p = Path(path)
             if p.is_dir():
-                inputs.extend(str(f) for f in walk_images(p))
+                inputs.extend(walk_files(p))
             elif p.is_file():
                 inputs.append(str(p))
             else:
@@ -356,10 +392,20 @@ def crop_box(width: int, height: int, aspect: tuple[int, int]) -> tuple[float, f
 
 def walk_images(folder: Path) -> list[Path]:
     """Every non-hidden file below ``folder``, recursively, in a stable order."""
-    found: list[Path] = []
-    for root, dirs, files in os.walk(folder):
+    return [Path(f) for f in walk_files(folder)]
+
+
+def walk_files(folder: str | os.PathLike[str]) -> list[str]:
+    """:func:`walk_images` as strings, each spelt as ``str(Path(...))`` spells it, without
+    making a Path per file (a fifth of a second for 20,000 files)."""
+    top = str(Path(folder))
+    found: list[str] = []
+    for root, dirs, files in os.walk(top):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(Path(root) / f for f in sorted(files) if not f.startswith("."))
+        base = "" if root == "." else os.path.join(root, "")  # Path("./a") is "a"
+        if base.startswith("./"):
+            base = base[2:]
+        found.extend(base + f for f in sorted(files) if not f.startswith("."))
     return found
 
 
@@ -378,18 +424,48 @@ class TileJob:
     size: tuple[int, int]
     background: RGB
     max_pixels: int
+    features: FeatureSpec | None = None
 
 
-#: (index of the chunk's first input, its tiles ``(m, h, w, 3)``, their opacity ``(m, h, w)``,
-#: ``m`` reasons or None if accepted)
-DecodedChunk = tuple[int, NDArray[np.uint8], NDArray[np.uint8], list[str | None]]
+@dataclass
+class DecodedChunk:
+    """One chunk of decoded inputs: its first input's index, the tiles ``(m, h, w, 3)``, their
+    opacity ``(m, h, w)``, ``m`` reasons (None when accepted) and, when the job asks for them,
+    the tiles' features ``(m, d)`` (rows of rejected inputs are zero)."""
+
+    start: int
+    tiles: NDArray[np.uint8]
+    alpha: NDArray[np.uint8]
+    reasons: list[str | None]
+    features: NDArray[np.float32] | None = None
+
+
+def start_decoders(workers: int | None = None) -> ProcessPoolExecutor | None:
+    """Start the decode processes now (None with one worker), to hand to :func:`decode_chunks`.
+
+    Started before any other thread, they may be forked (milliseconds, nothing imported
+    again); threads started afterwards, such as the late imports of
+    :func:`app.engine.index.import_in_background`, can then run from the first line of a
+    command while the tiles are read and decoded. The caller shuts the pool down."""
+    count = workers or usable_cores()
+    if count <= 1:
+        return None
+    pool = ProcessPoolExecutor(count, mp_context=_process_context())
+    pool.submit(int).result()  # forked now (a fork pool starts all its processes at once)
+    return pool
 
 
 def decode_chunks(
-    job: TileJob, items: Sequence[tuple[str, ImageSource]], workers: int, parallel: Parallel
+    job: TileJob,
+    items: Sequence[tuple[str, ImageSource]],
+    workers: int,
+    parallel: Parallel,
+    processes: ProcessPoolExecutor | None = None,
 ) -> Iterator[DecodedChunk]:
     """Decode ``items`` in chunks on ``workers`` processes or threads, yielding chunks as they
-    finish (in any order). One worker, or a single input, runs in the calling thread."""
+    finish (in any order). One worker, or a single input, runs in the calling thread. Given
+    ``processes`` (:func:`start_decoders`), paths are decoded there, however few, and the pool
+    is left running."""
     chunk = _chunk_size(len(items), workers)
     starts = range(0, len(items), chunk)
     if workers <= 1 or len(items) <= 1:
@@ -398,18 +474,22 @@ def decode_chunks(
         return
     picklable = all(isinstance(source, (str, bytes, os.PathLike)) for _, source in items)
     pool: Executor
-    if parallel == "process" and picklable and len(items) >= MIN_FOR_PROCESSES:
+    owned = True
+    if processes is not None and parallel == "process" and picklable:
+        pool, owned = processes, False
+    elif parallel == "process" and picklable and len(items) >= MIN_FOR_PROCESSES:
         pool = ProcessPoolExecutor(min(workers, len(starts)), mp_context=_process_context())
     else:
         pool = ThreadPoolExecutor(min(workers, len(starts)))
-    with pool:
-        futures = [pool.submit(_decode_chunk, job, s, list(items[s : s + chunk])) for s in starts]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        finally:
-            for future in futures:  # stop queued work when the caller gives up early
-                future.cancel()
+    futures = [pool.submit(_decode_chunk, job, s, list(items[s : s + chunk])) for s in starts]
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        for future in futures:  # stop queued work when the caller gives up early
+            future.cancel()
+        if owned:
+            pool.shutdown()
 
 
 def _decode_chunk(job: TileJob, start: int, items: Sequence[tuple[str, ImageSource]]) -> DecodedChunk:
@@ -430,7 +510,8 @@ def _decode_chunk(job: TileJob, start: int, items: Sequence[tuple[str, ImageSour
         except Exception as exc:  # a decoder bug must not sink the whole library
             log.exception("unexpected failure decoding %s", name)
             reasons[i] = f"could not be decoded ({type(exc).__name__}: {exc})"
-    return start, tiles, alpha, reasons
+    features = None if job.features is None else job.features.of(tiles)
+    return DecodedChunk(start, tiles, alpha, reasons, features)
 
 
 def _chunk_size(count: int, workers: int) -> int:

@@ -315,13 +315,13 @@ class Libraries:
         job = TileJob(size, WHITE, self.settings.max_image_pixels)
         decoded = np.zeros(len(indices), dtype=bool)
         workers = self.settings.decode_threads or usable_cores()
-        for start, part, opacity, reasons in decode_chunks(job, items, workers, "thread"):
-            for offset, reason in enumerate(reasons):
+        for chunk in decode_chunks(job, items, workers, "thread"):
+            for offset, reason in enumerate(chunk.reasons):
                 if reason is None:
-                    k = known[start + offset]
-                    images[k] = part[offset]
+                    k = known[chunk.start + offset]
+                    images[k] = chunk.tiles[offset]
                     if alpha is not None:
-                        alpha[k] = opacity[offset]
+                        alpha[k] = chunk.alpha[offset]
                     decoded[k] = True
         for missing in np.flatnonzero(~decoded):
             enlarged, opacity_k = tiles.fitted(indices[missing : missing + 1], size)

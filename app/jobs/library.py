@@ -235,8 +235,9 @@ class Libraries:
         """The library to render ``params`` from and its nearest-neighbour index, taken together
         under the session's lock (so an index build cannot swap one without the other).
 
-        The tiles are the stored thumbnails when they are large enough and of the right shape,
-        else the sources decoded at the tile shape (once). The index is refitted from stored
+        The tiles are thumbnails at the cells' aspect (:meth:`shape_for`): the stored ones for
+        square cells, else the sources decoded at that aspect (once, kept). Cells larger than
+        them take their placed tiles from :meth:`placer`. The index is refitted from stored
         features (computed and stored on first use).
         """
         shape = self.shape_for(params)

@@ -190,7 +190,8 @@ def _store_tiles(services: Services, session_id: str, tiles: list[UploadFile]) -
     existing = len(services.records.uploads(session_id))
     if existing + len(files) > settings.max_files_per_session:
         raise ApiError(
-            413, f"a session holds at most {settings.max_files_per_session} files", field="tiles"
+            413, f"a session holds at most {settings.max_files_per_session} files "
+            "(TESSERA_MAX_FILES_PER_SESSION)", field="tiles",
         )  # fmt: skip
     services.records.update_session(session_id, total=existing + len(files))
     for number, upload in enumerate(files, start=1):

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     )
     workers: int = Field(2, ge=1, le=64, description="background jobs (index builds, renders) at once")
     job_processes: bool = Field(
-        True, description="run each background job in its own process (false: threads of the web process)"
+        True, description="run background jobs in long-lived job processes (false: web process threads)"
     )
     cache_dir: Path | None = Field(
         None,

@@ -7,7 +7,7 @@ The settings pick the deployment; nothing else in the code asks which one it is 
 ==================  ================================  ==========================================
 records, zoom       SQLite file in the data folder    Redis (the broker's database)
 session locks       in-process locks                  Redis locks
-jobs run            thread pool in this process       Celery workers (``tessera worker``)
+jobs run            job processes (or threads) here   Celery workers (``tessera worker``)
 files               the data folder                   an S3 bucket, the data folder as cache
 ==================  ================================  ==========================================
 
@@ -21,7 +21,14 @@ from __future__ import annotations
 import multiprocessing.connection
 from dataclasses import dataclass
 
-from app.jobs.dispatch import Dispatcher, ForwardingDispatcher, job_process_started, make_dispatcher
+from app.jobs.dispatch import (
+    Dispatcher,
+    ForwardingDispatcher,
+    SessionOf,
+    job_process_started,
+    make_dispatcher,
+    serve_jobs,
+)
 from app.jobs.kinds import ANIMATION, INDEX, PYRAMID, RENDER, JobKinds
 from app.jobs.library import Libraries
 from app.jobs.locks import FileLocks, SessionLocks
@@ -68,7 +75,9 @@ class Services:
         libraries = Libraries(settings, storage, records, locks)
         kinds = JobKinds()
         if dispatcher is None:
-            dispatcher = make_dispatcher(settings, run=kinds.run, entry=run_job_process)
+            dispatcher = make_dispatcher(
+                settings, run=kinds.run, entry=run_job_process, session_of=session_of(records, zoom_records)
+            )
         zoom = ZoomJobs(
             settings, storage, records, zoom_records, libraries, dispatcher=dispatcher, kinds=kinds
         )
@@ -147,14 +156,34 @@ class Services:
         return results
 
 
+def session_of(records: Records, zoom_records: ZoomRecords) -> SessionOf:
+    """What names a job's session, from its record (for the dispatcher's turns between
+    sessions); ``""`` for a record gone meanwhile."""
+
+    def of(kind: str, record_id: str) -> str:
+        if kind == INDEX:
+            return record_id
+        if kind == ANIMATION:
+            animation = zoom_records.animation(record_id)
+            return animation.session_id if animation is not None else ""
+        mosaic = records.mosaic(record_id)  # a render or a pyramid
+        return mosaic.session_id if mosaic is not None else ""
+
+    return of
+
+
 def run_job_process(
-    settings: Settings, kind: str, record_id: str, conn: multiprocessing.connection.Connection
+    settings: Settings,
+    conn: multiprocessing.connection.Connection,
+    lifeline: multiprocessing.connection.Connection,
 ) -> None:
     """A job process of :class:`~app.jobs.dispatch.ProcessDispatcher`: this process's own
-    services, submitting the jobs that follow through the dispatcher that started it."""
-    job_process_started(conn)
-    services = Services.build(settings, dispatcher=ForwardingDispatcher(conn))
-    services.kinds.run(kind, record_id)
+    services, built once, run job after job (their libraries stay loaded), submitting the jobs
+    that follow through the dispatcher that started it."""
+    job_process_started(lifeline)
+    dispatcher = ForwardingDispatcher(conn)
+    services = Services.build(settings, dispatcher=dispatcher)
+    serve_jobs(dispatcher, services.kinds.run)
 
 
 def _object_store(settings: Settings) -> ObjectStore | None:

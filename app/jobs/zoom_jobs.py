@@ -284,6 +284,7 @@ class ZoomJobs:
         return scene_of(
             made.tiles, made.grid, made.params.tile_shape, offsets=made.offsets,
             sources=self._sources(mosaic), max_pixels=self.settings.max_image_pixels,
+            backgrounds=made.backgrounds,
         )  # fmt: skip
 
     # the levels below the render, drawn on request --------------------------------------------
@@ -327,7 +328,7 @@ class ZoomJobs:
             made.tiles, made.grid, made.params.tile_shape, render, sources=self._sources(mosaic),
             zoom_tile_size=made.params.zoom_tile_size, offsets=made.offsets,
             max_pixels=self.settings.max_image_pixels, cache=self._cells, key=mosaic.id,
-            depth=int(layout["depth"]),
+            depth=int(layout["depth"]), backgrounds=made.backgrounds,
         )  # fmt: skip
         if made_levels is None:
             raise FileNotFoundError("this pyramid has no levels below the render")

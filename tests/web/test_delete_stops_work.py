@@ -46,16 +46,23 @@ def _processes() -> dict[int, tuple[int, str]]:
     return found
 
 
-def job_processes() -> list[str]:
+def job_processes(waiting: frozenset[int] | set[int] = frozenset()) -> list[str]:
     """The command lines of every process the jobs of this test process run in, and of their
-    children: the descendants of its fork server (ffmpeg, decode pools, the job processes)."""
+    children: the descendants of its fork server (ffmpeg, decode pools, the job processes), but
+    for the long-lived job processes in ``waiting`` and fork servers with no child (idle, holding
+    no one's work)."""
     procs = _processes()
+    parents = {ppid for ppid, _ in procs.values()}
+
+    def idle(pid: int) -> bool:  # a job process's own fork server, with nothing forked from it now
+        return "forkserver" in procs[pid][1] and pid not in parents
+
     me = os.getpid()
     servers = {pid for pid, (ppid, cmd) in procs.items() if ppid == me and "forkserver" in cmd}
     found, frontier = [], set(servers)
     while frontier:
         children = {pid for pid, (ppid, _) in procs.items() if ppid in frontier}
-        found += [procs[pid][1] or f"pid {pid}" for pid in children]
+        found += [procs[pid][1] or f"pid {pid}" for pid in children if pid not in waiting and not idle(pid)]
         frontier = children
     return found
 
@@ -76,7 +83,8 @@ def _assert_deleted_and_gone(client: TestClient, url: str, folder: Path) -> None
     gone, and stays gone for :data:`WATCH_SECONDS` (no job re-creates it)."""
     started = time.monotonic()
     assert client.delete(url).status_code == 204
-    while left := job_processes():
+    dispatcher = _services(client).dispatcher
+    while left := job_processes(dispatcher.waiting_processes()):
         assert time.monotonic() - started < STOP_SECONDS, f"still running after the DELETE: {left}"
         time.sleep(0.05)
     watch_until = time.monotonic() + WATCH_SECONDS

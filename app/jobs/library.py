@@ -61,6 +61,16 @@ class _Cached:
 MIN_MATCH_SIDE = 8
 #: The index into the sources list of each tile of a library version.
 ORIGINS_FILE = "origins.npy"
+#: Libraries at aspects other than the stored thumbnails' one session keeps (the ones used last):
+#: each costs about what the thumbnails do, in decoding and on disk.
+MAX_ASPECT_LIBRARIES = 3
+
+
+def _last_used(folder: Path) -> float:
+    try:
+        return (folder / "current.json").stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _ignore(done: int, total: int) -> None:
@@ -235,17 +245,47 @@ class Libraries:
         """The library to render ``params`` from and its nearest-neighbour index, taken together
         under the session's lock (so an index build cannot swap one without the other).
 
-        The tiles are the stored thumbnails when they are large enough and of the right shape,
-        else the sources decoded at the tile shape (once). The index is refitted from stored
+        The tiles are thumbnails at the cells' aspect (:meth:`shape_for`): the stored ones for
+        square cells, else the sources decoded at that aspect (once, kept). Cells larger than
+        them take their placed tiles from :meth:`placer`. The index is refitted from stored
         features (computed and stored on first use).
         """
         shape = self.shape_for(params)
         with self.lock(session_id):
             cached = self._current(session_id)
+            if shape in cached.tiles and not cached.folders[shape].exists():  # evicted by another job
+                self._drop_shape(cached, shape)
             if shape not in cached.tiles:
+                if shape != self.base_shape:
+                    self._evict_aspects(session_id, cached, keep=shape)
                 sources = self._sources(session_id)
                 self._update_shape(session_id, shape, sources, progress or _ignore, [])
+            if shape != self.base_shape:  # used now: the last to be evicted
+                (self.storage.library_dir(session_id, shape) / "current.json").touch()
             return cached.tiles[shape], self._index(cached, (shape, params.color_space, params.cell_grid))
+
+    def _evict_aspects(self, session_id: str, cached: _Cached, *, keep: tuple[int, int]) -> None:
+        """Make room for the library at ``keep``: of the session's libraries at other aspects,
+        keep the :data:`MAX_ASPECT_LIBRARIES` - 1 used last, delete the rest. Call under the lock."""
+        base = self.storage.library_dir(session_id, self.base_shape)
+        folders = [
+            f for f in base.parent.glob("*x*")
+            if f != base and f != self.storage.library_dir(session_id, keep) and f.is_dir()
+        ]  # fmt: skip
+        folders.sort(key=_last_used, reverse=True)
+        for folder in folders[MAX_ASPECT_LIBRARIES - 1 :]:
+            log.info("session %s: evicting the tile library %s", session_id, folder.name)
+            self.storage.delete_tree(folder)
+            width, height = folder.name.split("x", 1)
+            if width.isdigit() and height.isdigit():
+                self._drop_shape(cached, (int(width), int(height)))
+
+    @staticmethod
+    def _drop_shape(cached: _Cached, shape: tuple[int, int]) -> None:
+        for table in (cached.tiles, cached.folders, cached.origins):
+            table.pop(shape, None)
+        for key in [k for k in cached.indexes if k[0] == shape]:
+            del cached.indexes[key]
 
     def tiles_for(self, session_id: str, params: MosaicParams, progress: Progress | None = None) -> TileSet:
         return self.open(session_id, params, progress)[0]

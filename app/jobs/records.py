@@ -11,9 +11,11 @@ the counter that numbers them (several web processes may add to one session at o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -204,7 +206,7 @@ class SqliteRecords(SqliteDatabase):
         return int(row[0])
 
     def add_upload(self, session_id: str, entry: UploadEntry) -> None:
-        with self._tx() as db:
+        with _no_such_session(session_id), self._tx() as db:
             db.execute(
                 "INSERT INTO uploads (session_id, seq, name, file) VALUES (?, ?, ?, ?)",
                 (session_id, entry.seq, entry.name, entry.file),
@@ -225,7 +227,7 @@ class SqliteRecords(SqliteDatabase):
         self, mosaic_id: str, session_id: str, *, params: dict[str, Any], fmt: str, cover_name: str
     ) -> MosaicRecord:
         now = time.time()
-        with self._tx() as db:
+        with _no_such_session(session_id), self._tx() as db:
             db.execute(
                 "INSERT INTO mosaics (id, session_id, state, created, updated, params, format, cover_name)"
                 " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
@@ -260,6 +262,17 @@ class SqliteRecords(SqliteDatabase):
         assignments = ", ".join(f"{name} = ?" for name in fields)  # names come from our code only
         with self._tx() as db:
             db.execute(f"UPDATE {table} SET {assignments} WHERE id = ?", (*fields.values(), record_id))
+
+
+@contextlib.contextmanager
+def _no_such_session(session_id: str) -> Iterator[None]:
+    """A row for a session that is gone (deleted meanwhile) is a :class:`KeyError`, as in Redis."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        if "FOREIGN KEY" not in str(exc):
+            raise
+        raise KeyError(f"no session {session_id}") from exc
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:

@@ -205,3 +205,42 @@ def test_deleting_a_mosaic_gives_its_space_back_at_once(
     assert size > 1_000_000
     assert client.delete(mosaic["status_url"]).status_code == 204
     assert storage.used_bytes <= before - size  # not at the next measure
+
+
+@pytest.mark.parametrize("request_kind", ["tiles", "mosaic"])
+def test_a_delete_during_an_upload_leaves_nothing_of_it(
+    make_client: Callable[..., TestClient],
+    corpus: Path,
+    photo_tiles: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+    request_kind: str,
+) -> None:
+    """A DELETE that comes while a request still writes its files into the session (more
+    tiles, a cover): the request answers 404 and what it wrote goes too."""
+    client = make_client()
+    services = _services(client)
+    session = ready_session(client, photo_tiles[:10])
+    folder = services.storage.session_dir(session["id"])
+
+    def deleted_first(write: Callable[..., Any]) -> Callable[..., Any]:
+        def write_after_a_delete(*args: Any, **kwargs: Any) -> Any:
+            services.delete_session(session["id"])  # the DELETE, handled while this request runs
+            return write(*args, **kwargs)
+
+        return write_after_a_delete
+
+    if request_kind == "tiles":
+        monkeypatch.setattr(services.libraries, "add_upload", deleted_first(services.libraries.add_upload))
+        answer = client.post(f"/api/sessions/{session['id']}/tiles", files=files_of(photo_tiles[10:12]))
+    else:
+        import app.web.routes.api as api
+
+        monkeypatch.setattr(api, "write_stream_atomically", deleted_first(api.write_stream_atomically))
+        cover = corpus / "covers" / "mate-Dune.jpg"
+        answer = client.post(
+            f"/api/sessions/{session['id']}/mosaics",
+            files={"cover": (cover.name, cover.read_bytes(), "image/jpeg")}, data={"cols": "8"},
+        )  # fmt: skip
+    assert answer.status_code == 404, answer.text
+    assert not folder.exists(), sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+    assert client.get(session["status_url"]).status_code == 404

@@ -149,6 +149,7 @@ def test_file_count_limits(make_client: Callable[..., TestClient], photo_tiles: 
     session = ready_session(client, photo_tiles[:4])
     more = client.post(f"/api/sessions/{session['id']}/tiles", files=files_of(photo_tiles[4:6]))
     assert_error(more, 413, field="tiles")
+    assert "TESSERA_MAX_FILES_PER_SESSION" in more.json()["detail"]
 
 
 def test_rows_limit(make_client: Callable[..., TestClient], corpus: Path, photo_tiles: list[Path]) -> None:

@@ -21,6 +21,7 @@ from PIL import Image
 
 from app.engine import MosaicParams
 from app.engine.tiles import make_tile
+from app.jobs.library import MAX_ASPECT_LIBRARIES
 from app.jobs.runner import mosaic_params
 from app.storage import folder_size
 from tests.conftest import cell_error, read_image
@@ -143,3 +144,40 @@ def test_a_matching_library_that_does_not_fit_under_the_disk_cap_fails_the_mosai
     mosaic = _mosaic(tight, session["id"], cover, cols="8", tile_size="32", aspect="4:1")
     assert mosaic["state"] == "failed"
     assert "TESSERA_MAX_DISK_BYTES" in mosaic["error"], mosaic["error"]
+
+
+def test_a_session_keeps_a_few_libraries_at_other_aspects_not_one_per_aspect_asked(
+    make_client: Callable[..., TestClient], corpus: Path
+) -> None:
+    """Every new aspect costs a library of thumbnails: only the few used last are kept, so
+    asking for aspect after aspect does not pile copies of the library up on disk."""
+    client = make_client()
+    services = client.app.state.services  # type: ignore[attr-defined]
+    session = client.post(
+        "/api/sessions", files={"tiles": ("t.zip", tiny_png_zip(300), "application/zip")}
+    ).json()
+    wait_for(lambda: client.get(session["status_url"]).json(), until={"ready"})
+    cover = corpus / "covers" / "mate-Dune.jpg"
+    aspects = [(1, 4), (1, 3), (1, 2), (2, 3), (3, 4), (4, 3)]
+
+    def make_at(aspect: tuple[int, int]) -> None:  # and its pyramid, which opens the library too
+        made = _mosaic(
+            client, session["id"], cover, cols="8", tile_size="16", aspect=f"{aspect[0]}:{aspect[1]}"
+        )
+        assert made["state"] == "ready", made
+        wait_for(
+            lambda: client.get(made["status_url"]).json()["pyramid"] or {"state": "none"}, until={"ready"}
+        )
+
+    def folder_of(aspect: tuple[int, int]) -> str:
+        width, height = services.libraries.shape_for(MosaicParams(aspect=aspect))
+        return f"{width}x{height}"
+
+    for aspect in aspects:
+        make_at(aspect)
+    folders = services.storage.session_dir(session["id"]) / "tiles"
+    kept = {f.name for f in folders.iterdir()} - {folder_of((1, 1))}
+    assert len(kept) == MAX_ASPECT_LIBRARIES < len({folder_of(a) for a in aspects}), kept
+    assert kept == {folder_of(a) for a in aspects[-MAX_ASPECT_LIBRARIES:]}  # the ones used last
+    make_at(aspects[0])  # an evicted aspect is decoded again when it is asked for again
+    assert folder_of(aspects[0]) in {f.name for f in folders.iterdir()}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
 import secrets
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -68,7 +70,8 @@ def add_tiles(
     session: SessionDep, tiles: TilesField, services: ServicesDep, background: BackgroundTasks
 ) -> SessionOut:
     """Add tiles to a library; the index is rebuilt in the background."""
-    _store_tiles(services, session.id, tiles)
+    with _unless_deleted_meanwhile(services, session.id):
+        _store_tiles(services, session.id, tiles)
     services.records.update_session(session.id, state="indexing", error=None)
     background.add_task(services.jobs.submit_index, session.id)
     return session_out(services, _session(services, session.id))
@@ -97,7 +100,8 @@ def create_mosaic(
             detail = f"the tile library failed: {session.error}"
         raise ApiError(409, detail, field="session_id")
     check_session_jobs(services, session.id)
-    record = _new_mosaic(services, session.id, cover, options)
+    with _unless_deleted_meanwhile(services, session.id):
+        record = _new_mosaic(services, session.id, cover, options)
     background.add_task(services.jobs.submit_render, record.id)
     return mosaic_out(record, None)
 
@@ -190,7 +194,8 @@ def _store_tiles(services: Services, session_id: str, tiles: list[UploadFile]) -
     existing = len(services.records.uploads(session_id))
     if existing + len(files) > settings.max_files_per_session:
         raise ApiError(
-            413, f"a session holds at most {settings.max_files_per_session} files", field="tiles"
+            413, f"a session holds at most {settings.max_files_per_session} files "
+            "(TESSERA_MAX_FILES_PER_SESSION)", field="tiles",
         )  # fmt: skip
     services.records.update_session(session_id, total=existing + len(files))
     for number, upload in enumerate(files, start=1):
@@ -240,6 +245,20 @@ def _cover_path(folder: Path, name: str) -> Path:
     """Where a mosaic's cover is kept: ``cover.<the client's suffix>`` in the mosaic's folder."""
     suffix = (name.rsplit(".", 1)[-1].lower() if "." in name else "img")[:5]
     return folder / f"cover.{suffix if suffix.isalnum() else 'img'}"
+
+
+@contextlib.contextmanager
+def _unless_deleted_meanwhile(services: Services, session_id: str) -> Iterator[None]:
+    """Write files and records into a session, unless a DELETE of it comes meanwhile: then what
+    the block wrote goes too (the folders it re-created, the mosaic it recorded), and 404."""
+    try:
+        yield
+    except KeyError:  # the records refuse what belongs to no session
+        if services.records.session(session_id) is not None:
+            raise
+    if services.records.session(session_id) is None:
+        services.delete_session(session_id)
+        raise ApiError(404, f"no session {session_id}: it was deleted meanwhile", field="session_id")
 
 
 def _check_disk(services: Services) -> None:

@@ -190,8 +190,13 @@ def choose_tiles(
     if cap is not None and cap > (1 if rules.unique else (rules.max_uses or 0)):
         log.info("library of %d tiles too small for the cap on %d cells: %d uses each", n_tiles, n_cells, cap)
     if 0 < rules.min_distance <= REPAIR_RADIUS and n_tiles > (2 * rules.min_distance + 1) ** 2:
-        from app.engine.spread import spread_out  # here: spread imports this module
+        from app.engine.spread import place_jointly, spread_out  # here: spread imports this module
 
+        if cap is not None:
+            radius = rules.min_distance
+            joint = place_jointly(index, cells, rows, cols, cap=cap, radius=radius, candidates=candidates)
+            if joint is not None:
+                return joint
         capped = choose_tiles(
             index, cells, rows, cols, rules=Rules(max_uses=cap), first_k=first_k, candidates=candidates
         )

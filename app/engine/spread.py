@@ -28,6 +28,9 @@ from app.engine.index import TileIndex
 #: Candidates per cell for the repair (the 8 neighbours can block at most 8 of them at radius 1).
 REPAIR_K = 24
 _SWEEPS = 12
+#: Candidates per cell for the joint placement (:func:`place_jointly`) and its price rounds.
+JOINT_K = 32
+PRICE_ROUNDS = 15
 
 
 def spread_out(
@@ -59,6 +62,104 @@ def spread_out(
     cost[has] = dist[has, listed[has].argmax(axis=1)]
     uses = np.bincount(tiles, minlength=n_tiles)
     limit = max(cap if cap is not None else len(tiles), int(uses.max()))
+    _sweep(tiles, cost, cand, dist, rows, cols, radius, uses=uses, limit=limit)
+    _last_resort(tiles, cost, points, features, uses, limit, rows, cols, radius)
+    return tiles.reshape(rows, cols)
+
+
+def place_jointly(
+    index: TileIndex,
+    cells: NDArray[np.floating],
+    rows: int,
+    cols: int,
+    *,
+    cap: int,
+    radius: int = 1,
+    k: int = JOINT_K,
+    candidates: tuple[NDArray[np.float64], NDArray[np.intp]] | None = None,
+) -> NDArray[np.intp] | None:
+    """A ``(rows, cols)`` placement that keeps the cap and the distance rule together, or
+    ``None`` when the cap could not be kept among each cell's ``k`` candidates (the caller then
+    places with the cap first and repairs after).
+
+    The cap is priced rather than enforced (a Lagrangian relaxation): each tile has a price,
+    every cell's cost of a tile is its distance plus that price, and the phase sweeps keep the
+    distance rule on those costs. After each round the price of a tile used more than ``cap``
+    times goes up, and that of one used less goes down (never below 0), by a step that shrinks
+    round by round, so the cells that lose least by leaving a wanted tile are the ones that leave
+    it, and they leave it for tiles that are not wanted nearby. The remaining excess moves
+    (cheapest loss first) to allowed candidates, and :func:`spread_out` polishes on the plain
+    distances under the exact cap."""
+    n_tiles = len(index)
+    dist, cand = index.query(cells, min(k, n_tiles)) if candidates is None else candidates
+    dist = np.asarray(dist, dtype=np.float64)
+    step = 2.0 * float(np.median(dist[:, 1] - dist[:, 0])) + 1e-9 if dist.shape[1] > 1 else 1.0
+    prices = np.zeros(n_tiles)
+    tiles = cand[:, 0].copy()
+    for round_ in range(PRICE_ROUNDS):
+        table = dist + prices[cand]
+        cost = np.where(cand == tiles[:, None], table, np.inf).min(axis=1)
+        _sweep(tiles, cost, cand, table, rows, cols, radius)
+        uses = np.bincount(tiles, minlength=n_tiles)
+        prices = np.maximum(0.0, prices + step / np.sqrt(1 + round_) * (uses - cap) / cap)
+    table = dist + prices[cand]
+    if not _move_excess(tiles, cand, table, rows, cols, radius, cap, n_tiles):
+        return None
+    grid = tiles.reshape(rows, cols)
+    return spread_out(index, cells, grid, cap=cap, radius=radius, candidates=(dist, cand))
+
+
+def _move_excess(
+    tiles: NDArray[np.intp],
+    cand: NDArray[np.intp],
+    table: NDArray[np.float64],
+    rows: int,
+    cols: int,
+    radius: int,
+    cap: int,
+    n_tiles: int,
+) -> bool:
+    """Cells on tiles used more than ``cap`` times move, those that lose least first, to their
+    cheapest candidate under the cap that no cell within ``radius`` holds; in place. Whether
+    every tile is then within the cap."""
+    grid = tiles.reshape(rows, cols)
+    uses = np.bincount(tiles, minlength=n_tiles)
+    here = np.where(cand == tiles[:, None], table, np.inf).min(axis=1)
+    holders = np.flatnonzero(uses[tiles] > cap)
+    others = np.where(cand[holders] == tiles[holders, None], np.inf, table[holders])
+    for i in np.argsort(others.min(axis=1) - here[holders], kind="stable").tolist():
+        cell = int(holders[i])
+        tile = int(tiles[cell])
+        if uses[tile] <= cap:
+            continue
+        r, c = divmod(cell, cols)
+        nearby = grid[max(0, r - radius) : r + radius + 1, max(0, c - radius) : c + radius + 1].ravel()
+        options = cand[cell]
+        allowed = (uses[options] < cap) & ~np.isin(options, nearby)
+        if allowed.any():
+            new = int(options[np.flatnonzero(allowed)[table[cell, allowed].argmin()]])
+            tiles[cell] = new
+            uses[tile] -= 1
+            uses[new] += 1
+    return bool(uses.max() <= cap)
+
+
+def _sweep(
+    tiles: NDArray[np.intp],
+    cost: NDArray[np.float64],
+    cand: NDArray[np.intp],
+    table: NDArray[np.float64],
+    rows: int,
+    cols: int,
+    radius: int,
+    *,
+    uses: NDArray[np.intp] | None = None,
+    limit: int | None = None,
+) -> None:
+    """The phase sweeps, in place: each cell of a phase takes, among its candidates ``cand`` at
+    costs ``table`` (both ``(cells, k)``), the cheapest that no cell within ``radius`` holds (and,
+    with ``limit``, whose ``uses`` are under it), unless its own tile ``tiles`` at ``cost`` repeats
+    nowhere nearby and is cheaper. Sweeps repeat until nothing moves (at most :data:`_SWEEPS`)."""
     phases = _phases(rows, cols, radius)
     offsets = [(dr, dc) for dr in range(-radius, radius + 1) for dc in range(-radius, radius + 1) if dr or dc]
     for _ in range(_SWEEPS):
@@ -70,8 +171,9 @@ def spread_out(
             conflict = (near == here[:, None]).any(axis=1)
             options = cand[flat]  # (m, k)
             blocked = (options[:, :, None] == near[:, None, :]).any(axis=2)
-            blocked |= (uses[options] >= limit) & (options != here[:, None])
-            option_cost = np.where(blocked, np.inf, dist[flat])
+            if limit is not None and uses is not None:
+                blocked |= (uses[options] >= limit) & (options != here[:, None])
+            option_cost = np.where(blocked, np.inf, table[flat])
             best = option_cost.argmin(axis=1)
             best_cost = option_cost[np.arange(len(flat)), best]
             current = np.where(conflict, np.inf, cost[flat])
@@ -80,18 +182,18 @@ def spread_out(
                 continue
             who = flat[move]
             new = options[move, best[move]]
-            gain = current[move] - best_cost[move]
-            keep = _within_cap(new, gain, limit - uses[new])
-            who, new = who[keep], new[keep]
-            np.subtract.at(uses, tiles[who], 1)
-            np.add.at(uses, new, 1)
+            if limit is not None and uses is not None:
+                keep = _within_cap(new, current[move] - best_cost[move], limit - uses[new])
+                who, new = who[keep], new[keep]
+                np.subtract.at(uses, tiles[who], 1)
+                np.add.at(uses, new, 1)
+            else:
+                keep = np.ones(len(who), dtype=bool)
             tiles[who] = new
             cost[who] = best_cost[move][keep]
             moved += len(who)
         if moved == 0:
             break
-    _last_resort(tiles, cost, points, features, uses, limit, rows, cols, radius)
-    return tiles.reshape(rows, cols)
 
 
 def _phases(

@@ -16,23 +16,24 @@ is the mean feature distance of a cell to its tile. Both placements are checked 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+from _common import CORPUS, SCRATCH, median_time, table
+from numpy.typing import NDArray
+from PIL import Image
 
-import numpy as np  # noqa: E402
-from _common import CORPUS, SCRATCH, median_time, table  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from app.engine import MosaicParams, TileSet  # noqa: E402
-from app.engine.features import cover_features  # noqa: E402
-from app.engine.matching import Rules, choose_tiles, closest_repeat  # noqa: E402
-from app.engine.mosaic import build_index  # noqa: E402
-from app.engine.spread import spread_out  # noqa: E402
+from app.engine import MosaicParams, TileIndex, TileSet
+from app.engine.features import cover_features
+from app.engine.matching import Rules, choose_tiles, closest_repeat
+from app.engine.mosaic import build_index
+from app.engine.spread import spread_out
 
 
-def two_step(index, cells, rows, cols, rules):  # type: ignore[no-untyped-def]
+def two_step(
+    index: TileIndex, cells: NDArray[np.floating], rows: int, cols: int, rules: Rules
+) -> NDArray[np.intp]:
+    """The placement before the joint one: the cap alone, then the neighbour repair."""
     cap = rules.cap(rows * cols, len(index))
     capped = choose_tiles(index, cells, rows, cols, rules=Rules(max_uses=cap))
     return spread_out(index, cells, capped, cap=cap, radius=rules.min_distance)
@@ -62,7 +63,9 @@ def measure(cover: Path, tile_dir: Path, cols: int, repeats: int) -> list[list[o
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--big-tiles", type=Path, default=SCRATCH / "tiles_20000")
     args = parser.parse_args(argv)

@@ -29,8 +29,11 @@ from app.engine.index import TileIndex
 REPAIR_K = 24
 _SWEEPS = 12
 #: Candidates per cell for the joint placement (:func:`place_jointly`) and its price rounds.
-JOINT_K = 32
+JOINT_K = 24
 PRICE_ROUNDS = 15
+#: Rounds of the repair and the neighbour swaps after the joint placement, and swap passes in each.
+SWAP_CYCLES = 2
+_SWAP_ROUNDS = 3
 
 
 def spread_out(
@@ -105,8 +108,66 @@ def place_jointly(
     table = dist + prices[cand]
     if not _move_excess(tiles, cand, table, rows, cols, radius, cap, n_tiles):
         return None
+    features = np.asarray(index.features, dtype=np.float64)
+    points = np.asarray(cells, dtype=np.float64)
+
+    def cost_of(who: NDArray[np.intp], tile: NDArray[np.intp]) -> NDArray[np.float64]:
+        """Distances of cells ``who`` to tiles ``tile``: the listed ones, else (candidates of
+        the caller's own measure) infinite, else the plain feature distance."""
+        listed = cand[who] == tile[:, None]
+        found = np.where(listed, dist[who], np.inf).min(axis=1)
+        if candidates is None:
+            unlisted = ~listed.any(axis=1)
+            found[unlisted] = np.linalg.norm(points[who[unlisted]] - features[tile[unlisted]], axis=1)
+        return found
+
     grid = tiles.reshape(rows, cols)
-    return spread_out(index, cells, grid, cap=cap, radius=radius, candidates=(dist, cand))
+    for _ in range(SWAP_CYCLES):
+        grid = spread_out(index, cells, grid, cap=cap, radius=radius, candidates=(dist, cand))
+        if not _swap_pairs(grid, cost_of, radius):
+            break
+    return grid
+
+
+def _swap_pairs(grid: NDArray[np.intp], cost_of: Callable[..., NDArray[np.float64]], radius: int) -> int:
+    """Neighbouring cells swap tiles where that lowers their summed cost and repeats no tile
+    within ``radius``; in place, a whole set of mutually distant pairs at a time, for each of
+    the four directions. Swaps keep every tile's uses, so the cap holds. How many cells moved."""
+    rows, cols = grid.shape
+    tiles = grid.reshape(-1)
+    around = [(dr, dc) for dr in range(-radius, radius + 1) for dc in range(-radius, radius + 1) if dr or dc]
+    moved = 0
+    for _ in range(_SWAP_ROUNDS):
+        before = moved
+        for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
+            step_r, step_c = abs(dr) + 1 + radius, abs(dc) + 1 + radius  # pairs this far apart never interact
+            for pr in range(step_r):
+                for pc in range(step_c):
+                    r = np.repeat(np.arange(pr, rows, step_r), len(range(pc, cols, step_c)))
+                    c = np.tile(np.arange(pc, cols, step_c), len(range(pr, rows, step_r)))
+                    r2, c2 = r + dr, c + dc
+                    inside = (r2 < rows) & (c2 >= 0) & (c2 < cols)
+                    r, c, r2, c2 = r[inside], c[inside], r2[inside], c2[inside]
+                    i, j = r * cols + c, r2 * cols + c2
+                    a, b = tiles[i], tiles[j]
+                    gain = cost_of(i, a) + cost_of(j, b) - cost_of(i, b) - cost_of(j, a)
+                    better = (gain > 1e-9) & (a != b)
+                    if not better.any():
+                        continue
+                    i, j, a, b = i[better], j[better], a[better], b[better]
+                    r, c, r2, c2 = r[better], c[better], r2[better], c2[better]
+                    padded = np.pad(grid, radius, constant_values=-1)
+                    clash = np.zeros(len(i), dtype=bool)
+                    for er, ec in around:
+                        # a neighbour of i other than j must not hold b, one of j other than i not a
+                        clash |= (padded[r + radius + er, c + radius + ec] == b) & ((er, ec) != (dr, dc))
+                        clash |= (padded[r2 + radius + er, c2 + radius + ec] == a) & ((er, ec) != (-dr, -dc))
+                    ok = ~clash
+                    tiles[i[ok]], tiles[j[ok]] = b[ok], a[ok]
+                    moved += 2 * int(ok.sum())
+        if moved == before:
+            break
+    return moved
 
 
 def _move_excess(

@@ -667,7 +667,11 @@ async function showZoom(mosaic) {
   container.classList.add("loading");
   let view;
   try {
-    view = await TesseraViewer.open(container, ready.dzi_url, { onPick: pickCell, label: `Zoomable mosaic of ${ready.cover_name}` });
+    view = await TesseraViewer.open(container, ready.dzi_url, {
+      onPick: pickCell,
+      label: `Zoomable mosaic of ${ready.cover_name}`,
+      fullPageControl: false,  // the page's own "Full screen" button does it: one control, not two
+    });
   } catch (err) {
     container.classList.remove("loading");
     container.hidden = true;

@@ -1,13 +1,14 @@
 // TesseraViewer: the page's and the share link's Deep Zoom viewer, on OpenSeadragon (vendored in
 // static/vendor/openseadragon/). One call:
 //
-//   const view = await TesseraViewer.open(container, dziUrl, { onPick, label });
+//   const view = await TesseraViewer.open(container, dziUrl, { onPick, label, fullPageControl });
 //   view.destroy();
 //
 // open() waits while the server still builds the pyramid (HTTP 409), then shows it with OpenSeadragon's
 // home / zoom / fullscreen buttons, a navigator, keyboard (arrows, + - 0 when focused) and touch. A click
 // without a drag calls options.onPick({x, y}) in full-size image pixels; setMarker({x, y, w, h}) outlines
 // a box (the chosen cell). The container's data-level says the deepest pyramid level drawn.
+// fullPageControl: false hides OpenSeadragon's own full-page button, for a page that has its own.
 "use strict";
 
 (function () {
@@ -57,7 +58,7 @@
         drawer: "canvas",
         showNavigator: true,
         navigatorPosition: "BOTTOM_RIGHT",
-        showFullPageControl: true,
+        showFullPageControl: options.fullPageControl !== false,
         showRotationControl: false,
         maxZoomPixelRatio: 2,  // at most 2 screen pixels per pixel of the deepest level
         visibilityRatio: 0.5,

@@ -129,6 +129,9 @@ def install_error_handlers(app: FastAPI) -> None:
         location = [
             str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "form")
         ]
+        if first.get("type") == "json_invalid":  # its loc is a character position, not a field
+            where = first.get("loc", ("body", "?"))[-1]
+            return _json(422, f"the request body is not valid JSON (stopped at character {where})")
         field = location[0] if location else None
         message = str(first.get("msg", "invalid request"))
         detail = f"{field}: {message}" if field else message
@@ -149,5 +152,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if status in _STATUS_TEXT and detail in _STARLETTE_DEFAULTS:
             detail = _STATUS_TEXT[status]
         if status == 400 and detail.startswith("Too many files"):  # Starlette's multipart file cap
-            return _json(413, f"{detail} Upload in several requests.", field="tiles")
+            limit = request.app.state.services.settings.max_files_per_request  # the parser is given one more
+            message = f"Too many files: one request takes at most {limit}. Upload in several requests."
+            return _json(413, message, field="tiles")
         return JSONResponse(error_body(detail), status_code=status, headers=exc.headers)

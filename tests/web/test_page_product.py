@@ -344,7 +344,8 @@ def test_print_presets_tint_preview_before_after_and_the_viewer_shape(
     page.click("#compare-toggle")
     assert page.is_visible("#viewer")
 
-    # Full screen, from a real button.
+    # Full screen, from a real button: the page's own, and only that one (no second OpenSeadragon toggle).
+    assert page.locator("#viewer [title='Toggle full page']").count() == 0
     page.click("#fullscreen")
     page.wait_for_function("() => document.fullscreenElement && document.fullscreenElement.id === 'viewer'")
     page.evaluate("document.exitFullscreen()")

@@ -277,3 +277,20 @@ def test_request_limit_holds_while_the_body_streams(tmp_path: Path) -> None:
         assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
     finally:
         server.stop()
+
+
+def test_limit_messages_name_the_real_limit(
+    make_client: Callable[..., TestClient], photo_tiles: list[Path]
+) -> None:
+    client = make_client(max_files_per_request=8)
+    too_many = client.post("/api/sessions", files=files_of(photo_tiles[:10]))
+    assert_error(too_many, 413, field="tiles")
+    assert "at most 8" in too_many.json()["detail"]
+    ids = "0123456789abcdef0123456789abcdef"
+    broken = client.post(
+        f"/api/sessions/{ids}/mosaics/{ids}/animations",
+        content=b'{"kind": ',
+        headers={"content-type": "application/json"},
+    )
+    assert broken.status_code == 422
+    assert broken.json()["field"] is None and "not valid JSON" in broken.json()["detail"]

@@ -9,8 +9,12 @@ the cap only (with ``k`` doubled when the distance rule blocks most of them), so
 proportional to ``cells * k``.
 
 The default rules (``min_distance`` 1 and the automatic cap, :data:`AUTO_SHARE` of the cells) and
-any distance rule up to :data:`REPAIR_RADIUS` are kept in two steps: the capped placement without
-the distance rule, then :func:`app.engine.spread.spread_out`, which moves cells off tiles that repeat
+any distance rule up to :data:`REPAIR_RADIUS` with a cap are kept together by
+:func:`app.engine.spread.place_jointly`: the cap is priced (each tile's price rises while it is used
+more than the cap allows) while phase sweeps keep the distance rule on distance plus price, then the
+exact repair and neighbour swaps polish the result. When the cap cannot be kept among each cell's
+candidates (a tight cap), they are kept in two steps instead: the capped placement without the
+distance rule, then :func:`app.engine.spread.spread_out`, which moves cells off tiles that repeat
 nearby onto their nearest allowed candidates, a whole phase of mutually distant cells at a time.
 
 When there is a cap but no distance rule and the problem is small (cells x tile slots up to

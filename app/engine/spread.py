@@ -14,6 +14,12 @@ region (a sky) whose nearest tile is A, the result is the 2 x 2 pattern of the f
 the cheapest pattern that keeps the rule. Cells still in conflict after the sweeps (all their
 candidates blocked: a tight cap or a small library) search every tile; if none is allowed they
 keep their tile, and :func:`app.engine.matching.raised_rules` reports the broken distance.
+
+:func:`place_jointly` keeps a cap and the distance rule together: the same sweeps run on each
+cell's distance plus a price per tile, the prices of over-used tiles rise round by round (a
+Lagrangian relaxation of the cap), the few cells still over the cap move, and the repair then
+alternates with swaps of tiles between neighbouring cells (:func:`_swap_pairs`), which keep every
+tile's uses and so the cap.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ PRICE_ROUNDS = 15
 #: Rounds of the repair and the neighbour swaps after the joint placement, and swap passes in each.
 SWAP_CYCLES = 2
 _SWAP_ROUNDS = 3
+#: The offsets of the cells a cell may swap with (the other half of its neighbourhood is symmetric).
+_SWAP_DIRECTIONS = ((0, 1), (1, 0), (1, 1), (1, -1))
 
 
 def spread_out(
@@ -139,7 +147,7 @@ def _swap_pairs(grid: NDArray[np.intp], cost_of: Callable[..., NDArray[np.float6
     moved = 0
     for _ in range(_SWAP_ROUNDS):
         before = moved
-        for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        for dr, dc in _SWAP_DIRECTIONS:
             step_r, step_c = abs(dr) + 1 + radius, abs(dc) + 1 + radius  # pairs this far apart never interact
             for pr in range(step_r):
                 for pc in range(step_c):

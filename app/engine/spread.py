@@ -114,10 +114,10 @@ def place_jointly(
         uses = np.bincount(tiles, minlength=n_tiles)
         prices = np.maximum(0.0, prices + step / np.sqrt(1 + round_) * (uses - cap) / cap)
     table = dist + prices[cand]
-    if not _move_excess(tiles, cand, table, rows, cols, radius, cap, n_tiles):
-        return None
     features = np.asarray(index.features, dtype=np.float64)
     points = np.asarray(cells, dtype=np.float64)
+    if not _move_excess(tiles, cand, table, rows, cols, radius, cap, features, points):
+        return None
 
     def cost_of(who: NDArray[np.intp], tile: NDArray[np.intp]) -> NDArray[np.float64]:
         """Distances of cells ``who`` to tiles ``tile``: the listed ones, else (candidates of
@@ -186,13 +186,15 @@ def _move_excess(
     cols: int,
     radius: int,
     cap: int,
-    n_tiles: int,
+    features: NDArray[np.float64],
+    points: NDArray[np.float64],
 ) -> bool:
     """Cells on tiles used more than ``cap`` times move, those that lose least first, to their
-    cheapest candidate under the cap that no cell within ``radius`` holds; in place. Whether
-    every tile is then within the cap."""
+    cheapest candidate under the cap that no cell within ``radius`` holds (when every candidate is
+    taken, to the nearest such tile of the whole library by the ``features`` distance to the cell's
+    ``points``); in place. Whether every tile is then within the cap."""
     grid = tiles.reshape(rows, cols)
-    uses = np.bincount(tiles, minlength=n_tiles)
+    uses = np.bincount(tiles, minlength=len(features))
     here = np.where(cand == tiles[:, None], table, np.inf).min(axis=1)
     holders = np.flatnonzero(uses[tiles] > cap)
     others = np.where(cand[holders] == tiles[holders, None], np.inf, table[holders])
@@ -207,9 +209,16 @@ def _move_excess(
         allowed = (uses[options] < cap) & ~np.isin(options, nearby)
         if allowed.any():
             new = int(options[np.flatnonzero(allowed)[table[cell, allowed].argmin()]])
-            tiles[cell] = new
-            uses[tile] -= 1
-            uses[new] += 1
+        else:  # every candidate taken: the nearest allowed tile of the whole library, if any
+            free = uses < cap
+            free[nearby[nearby >= 0]] = False
+            if not free.any():
+                continue
+            spare = np.flatnonzero(free)
+            new = int(spare[np.linalg.norm(features[spare] - points[cell], axis=1).argmin()])
+        tiles[cell] = new
+        uses[tile] -= 1
+        uses[new] += 1
     return bool(uses.max() <= cap)
 
 

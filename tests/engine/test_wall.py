@@ -166,11 +166,15 @@ def test_neighbour_swaps_lower_the_cost_and_keep_uses_and_the_rule() -> None:
     assert same_neighbours(grid) == 0
 
 
-def test_a_cap_the_candidates_cannot_hold_falls_back_and_still_keeps_the_rules() -> None:
-    """Ten tiles on a line, a hundred identical cells, ten uses each: every tile must be used to
-    the cap, which four candidates per cell cannot reach; the two-step placement still can."""
+def test_a_cap_the_joint_placement_cannot_keep_is_refused_and_a_tight_one_is_kept() -> None:
+    """Ten tiles on a line, a hundred identical cells: nine uses each cannot hold them, so the joint
+    placement says so (and choose_tiles then uses the two-step one); ten uses each must use every
+    tile exactly ten times, which the joint placement does with the neighbour rule."""
     index = TileIndex(np.arange(10, dtype=float)[:, None])
     cells = np.zeros((100, 1))
-    assert place_jointly(index, cells, 10, 10, cap=10, k=4) is None
+    assert place_jointly(index, cells, 10, 10, cap=9, k=4) is None
+    tight = place_jointly(index, cells, 10, 10, cap=10, k=4)
+    assert tight is not None and keeps_the_rules(tight, 10)
+    assert np.bincount(tight.ravel()).tolist() == [10] * 10
     grid = choose_tiles(index, cells, 10, 10, rules=Rules(max_uses=10, min_distance=1))
     assert keeps_the_rules(grid, 10)

@@ -16,7 +16,7 @@ from app.engine.features import cover_features
 from app.engine.matching import Rules, choose_tiles
 from app.engine.mosaic import build_index
 from app.engine.render import stitch
-from app.engine.spread import _swap_pairs, place_jointly, spread_out
+from app.engine.spread import _swap_pairs, place_jointly, placement_cost, spread_out
 from tests.conftest import cell_error, read_image
 
 
@@ -178,3 +178,14 @@ def test_a_cap_the_joint_placement_cannot_keep_is_refused_and_a_tight_one_is_kep
     assert np.bincount(tight.ravel()).tolist() == [10] * 10
     grid = choose_tiles(index, cells, 10, 10, rules=Rules(max_uses=10, min_distance=1))
     assert keeps_the_rules(grid, 10)
+
+
+def test_the_placement_cost_counts_an_error_in_one_sub_cell_less_than_one_spread_over_all() -> None:
+    """view_de is a mean of sub-cell errors: a tile off by 8 in one of 16 sub-cells looks closer
+    than one off by 2 in every sub-cell, though both are 8 away as whole feature vectors."""
+    cell = np.zeros(48)
+    one_off, all_off = np.zeros(48), np.full(48, 2.0 / np.sqrt(3))
+    one_off[:3] = 8.0 / np.sqrt(3)
+    assert np.linalg.norm(one_off) == pytest.approx(np.linalg.norm(all_off)) == pytest.approx(8.0)
+    assert placement_cost(cell, all_off) == pytest.approx(8.0)
+    assert placement_cost(cell, one_off) < 0.7 * placement_cost(cell, all_off)

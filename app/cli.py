@@ -296,6 +296,7 @@ def _zoom_outputs(
         deep = photo_levels(  # the levels below the render, from the photos (--zoom-tile-size)
             tiles, result.grid, cell_size, DziLayout(*source.size), sources=photos,
             zoom_tile_size=result.params.zoom_tile_size, offsets=result.cell_offsets,
+            backgrounds=result.backgrounds,
         )  # fmt: skip
         depth = 0 if deep is None else deep.depth
         layout = write_pyramid(source, folder, workers=2, depth=depth, deep=deep)
@@ -306,7 +307,10 @@ def _zoom_outputs(
         t = time.perf_counter()
         path = Path(args.animate)
         sources = {name: name for name in tiles.names}
-        scene = scene_of(tiles, result.grid, cell_size, offsets=result.cell_offsets, sources=sources)
+        scene = scene_of(
+            tiles, result.grid, cell_size, offsets=result.cell_offsets, sources=sources,
+            backgrounds=result.backgrounds,
+        )  # fmt: skip
         bar = _ProgressBar("frames", enabled=not args.quiet and sys.stderr.isatty())
         tmp = path.with_name(f".{path.stem}.part{path.suffix}")
         try:

@@ -37,14 +37,19 @@ class Settings(BaseSettings):
     )
     workers: int = Field(2, ge=1, le=64, description="background jobs (index builds, renders) at once")
     job_processes: bool = Field(
-        True, description="run each background job in its own process (false: threads of the web process)"
+        True, description="run background jobs in long-lived job processes (false: web process threads)"
     )
     cache_dir: Path | None = Field(
         None,
         description="tile cache of `tessera make` (unset: $XDG_CACHE_HOME/tessera, else ~/.cache/tessera)",
     )
     decode_threads: int | None = Field(None, ge=1, le=256, description="decoding threads per job")
-    thumb_size: int = Field(64, ge=8, le=512, description="stored tile size; larger tiles re-decode")
+    thumb_size: int = Field(
+        64,
+        ge=8,
+        le=512,
+        description="stored tile size; mosaics match on thumbnails, larger cells decode their placed tiles",
+    )
     max_file_bytes: int = Field(50 * _MB, ge=1024, description="largest single upload")
     max_request_bytes: int = Field(4096 * _MB, ge=1024, description="largest request body")
     max_files_per_request: int = Field(20_000, ge=1)

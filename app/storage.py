@@ -43,6 +43,10 @@ class FileTooLarge(Exception):
         self.limit = limit
 
 
+class StorageFull(Exception):
+    """What a job would write does not fit under the disk cap (``TESSERA_MAX_DISK_BYTES``)."""
+
+
 @dataclass(frozen=True)
 class Upload:
     """One stored upload: its number, the client's name for it, and the stored file."""
@@ -82,6 +86,11 @@ class Storage:
         self._measured_at = time.monotonic()
         return self._used
 
+    def count_written(self, size: int) -> None:
+        """Count ``size`` bytes this process just wrote (a tile library, an output) at once,
+        not at the next measure."""
+        self._used += size
+
     def room_bytes(self, cap: int) -> int:
         """What may still be written under the cap ``cap`` (measured now)."""
         return max(0, cap - self.measure())
@@ -118,7 +127,7 @@ class Storage:
         """Copy an uploaded file into the session under its number, and publish it."""
         path = self.uploads_dir(session_id) / f"{seq:06d}{_safe_suffix(name)}"
         written = write_stream_atomically(stream, path, max_bytes=max_bytes)
-        self._used += written
+        self.count_written(written)
         self.publish(path)
         return Upload(seq, name, path)
 
@@ -187,8 +196,10 @@ class Storage:
             self.remote.delete(self.key(path))
 
     def delete_tree(self, folder: Path) -> None:
-        """Remove a folder here and in the object store."""
+        """Remove a folder here and in the object store (its space counted free at once)."""
+        freed = folder_size(folder)
         shutil.rmtree(folder, ignore_errors=True)
+        self._used = max(0, self._used - freed)
         if self.remote is not None:
             self.remote.delete_prefix(self.key(folder) + "/")
 

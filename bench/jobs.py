@@ -3,13 +3,18 @@ finish in about the time of one each on two cores?
 
     python bench/jobs.py                       # jobs in processes (the default) and on threads
     python bench/jobs.py --mode processes --repeats 5 --cols 160
+    python bench/jobs.py --baseline /tmp/main  # also the job processes of another checkout
 
-For each mode a server is started on loopback (``TESSERA_JOB_PROCESSES`` true or false). It
-prints the median ``/healthz`` latency at rest and while a render runs (their ratio), and the
-median time of one mosaic alone and of two made at once by two users (``two / one``: 1.0 when
-the two run side by side on two cores, 2.0 when they queue or share one core), and the CPU
-seconds the web process itself spent while one mosaic rendered (what competes with requests
-for its GIL: with job processes only the status polls).
+For each mode a server is started on loopback (``TESSERA_JOB_PROCESSES`` true or false; with
+``--baseline DIR``, a third one runs the code in DIR, e.g. ``git archive main | tar -x -C DIR``).
+All are started first and measured in turns, repeat by repeat, so the machine's load falls on
+each alike. It prints the median ``/healthz`` latency at rest and while a render runs (their
+ratio); the median time of one mosaic alone, and the job's own time as its record reports it
+(``job``: from taking the job to writing the file, library loading included); the median time
+of two made at once by two users (``two / one``: 1.0 when the two run side by side on two cores,
+2.0 when they queue or share one core); and the CPU seconds the web process itself spent while
+one mosaic rendered (what competes with requests for its GIL: with job processes only the
+status polls).
 """
 
 from __future__ import annotations
@@ -22,11 +27,14 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 from _common import CORPUS, REPO
+
+from app.jobs.records import SqliteRecords
 
 COVER = CORPUS / "covers" / "mate-LadyBird.jpg"
 
@@ -40,17 +48,14 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, processes: bool) -> None:
+    def __init__(self, processes: bool, cwd: Path = REPO) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data = tempfile.mkdtemp(prefix="tessera-jobs-")
         env = {**os.environ, "TESSERA_DATA_DIR": self.data, "TESSERA_WORKERS": "2",
-               "TESSERA_JOB_PROCESSES": "true" if processes else "false"}  # fmt: skip
+               "TESSERA_JOB_PROCESSES": "true" if processes else "false", "PYTHONPATH": str(cwd)}  # fmt: skip
         command = ["uvicorn", "app.main:app", "--port", str(self.port), "--log-level", "error"]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", *command],
-            cwd=REPO, env=env,
-        )  # fmt: skip
+        self.proc = subprocess.Popen([sys.executable, "-m", *command], cwd=cwd, env=env)
         for _ in range(300):
             try:
                 httpx.get(f"{self.url}/healthz", timeout=1)
@@ -77,8 +82,9 @@ def _session(client: httpx.Client, tiles: list[Path]) -> str:
     return str(session["status_url"])
 
 
-def _mosaic(client: httpx.Client, session_url: str, cols: int) -> float:
-    """Seconds from asking for a mosaic until its record is ready."""
+def _mosaic(client: httpx.Client, session_url: str, cols: int, data: str) -> tuple[float, float]:
+    """Seconds from asking for a mosaic until its record is ready, and the job's own seconds
+    (from the record in the server's data folder ``data``: the API does not show timings)."""
     t = time.perf_counter()
     made = client.post(
         f"{session_url}/mosaics",
@@ -92,7 +98,9 @@ def _mosaic(client: httpx.Client, session_url: str, cols: int) -> float:
         time.sleep(0.02)
     if record["state"] != "ready":
         raise RuntimeError(record)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    stored = SqliteRecords(Path(data) / "tessera.sqlite3").mosaic(made["id"])
+    return wall, float(stored.result["timings"]["job"]) if stored else float("nan")
 
 
 def _healthz(client: httpx.Client, seconds: float | None, stop: threading.Event | None = None) -> list[float]:
@@ -111,52 +119,66 @@ def _idle(client: httpx.Client) -> None:
         time.sleep(0.05)
 
 
-def measure(processes: bool, args: argparse.Namespace) -> dict[str, float]:
-    server = Server(processes)
+@dataclass
+class Mode:
+    name: str
+    server: Server
+    client: httpx.Client
+    sessions: tuple[str, str] = ("", "")
+    rest: list[float] = field(default_factory=list)
+    busy: list[float] = field(default_factory=list)
+    one: list[float] = field(default_factory=list)
+    job: list[float] = field(default_factory=list)
+    two: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+
+def _prepare(mode: Mode, args: argparse.Namespace) -> None:
     tiles = sorted((CORPUS / "tiles_photo").glob("*.jpg"))
-    try:
-        with httpx.Client(base_url=server.url, timeout=300) as client:
-            a, b = _session(client, tiles[: args.tiles]), _session(client, tiles[-args.tiles :])
-            _mosaic(client, a, args.cols)  # warm: libraries at this shape, imports
-            _mosaic(client, b, args.cols)
-            _idle(client)
-            rest = _healthz(client, 2.0)
-            busy: list[float] = []
-            one: list[float] = []
-            two: list[float] = []
-            cpu: list[float] = []
-            for _ in range(args.repeats):
-                _idle(client)
-                stop = threading.Event()
-                with httpx.Client(base_url=server.url, timeout=60) as probe:
-                    poller = threading.Thread(
-                        target=lambda p=probe, s=stop: busy.extend(_healthz(p, None, s))
-                    )
-                    poller.start()
-                    before = server.cpu_seconds()
-                    one.append(_mosaic(client, a, args.cols))
-                    cpu.append(server.cpu_seconds() - before)
-                    stop.set()
-                    poller.join()
-                _idle(client)
-                with httpx.Client(base_url=server.url, timeout=300) as other:
-                    times: list[float] = []
-                    t = threading.Thread(target=lambda o=other, ts=times: ts.append(_mosaic(o, b, args.cols)))
-                    started = time.perf_counter()
-                    t.start()
-                    _mosaic(client, a, args.cols)
-                    t.join()
-                    two.append(time.perf_counter() - started)
-    finally:
-        server.stop()
-    return {
-        "healthz_rest_ms": statistics.median(rest) * 1000,
-        "healthz_busy_ms": statistics.median(busy) * 1000,
-        "healthz_busy_p95_ms": sorted(busy)[int(len(busy) * 0.95)] * 1000,
-        "one_s": statistics.median(one),
-        "two_s": statistics.median(two),
-        "web_cpu_s": statistics.median(cpu),
-    }
+    client = mode.client
+    a, b = _session(client, tiles[: args.tiles]), _session(client, tiles[-args.tiles :])
+    mode.sessions = (a, b)
+    _mosaic(client, a, args.cols, mode.server.data)  # warm: libraries at this shape, imports
+    _mosaic(client, b, args.cols, mode.server.data)
+    _idle(client)
+    mode.rest += _healthz(client, 2.0)
+
+
+def _measure_once(mode: Mode, args: argparse.Namespace) -> None:
+    """One mosaic alone (with /healthz polled meanwhile), then two users' at once."""
+    client, server, (a, b) = mode.client, mode.server, mode.sessions
+    _idle(client)
+    stop = threading.Event()
+    with httpx.Client(base_url=server.url, timeout=60) as probe:
+        poller = threading.Thread(target=lambda: mode.busy.extend(_healthz(probe, None, stop)))
+        poller.start()
+        before = server.cpu_seconds()
+        wall, job = _mosaic(client, a, args.cols, mode.server.data)
+        mode.cpu.append(server.cpu_seconds() - before)
+        mode.one.append(wall)
+        mode.job.append(job)
+        stop.set()
+        poller.join()
+    _idle(client)
+    with httpx.Client(base_url=server.url, timeout=300) as other:
+        t = threading.Thread(target=lambda: _mosaic(other, b, args.cols, server.data))
+        started = time.perf_counter()
+        t.start()
+        _mosaic(client, a, args.cols, mode.server.data)
+        t.join()
+        mode.two.append(time.perf_counter() - started)
+
+
+def _report(mode: Mode) -> str:
+    rest, busy = statistics.median(mode.rest) * 1000, statistics.median(mode.busy) * 1000
+    p95 = sorted(mode.busy)[int(len(mode.busy) * 0.95)] * 1000
+    one, two = statistics.median(mode.one), statistics.median(mode.two)
+    return (
+        f"{mode.name:<14} healthz at rest {rest:.1f} ms, during a render median {busy:.1f} ms "
+        f"(p95 {p95:.1f} ms, ratio {busy / rest:.2f}x); one mosaic {one:.2f} s (job "
+        f"{statistics.median(mode.job):.2f} s), two users at once {two:.2f} s (two/one {two / one:.2f}x); "
+        f"web process CPU during one mosaic {statistics.median(mode.cpu):.2f} s"
+    )
 
 
 def main() -> None:
@@ -167,18 +189,29 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cols", type=int, default=160)
     parser.add_argument("--tiles", type=int, default=150)
+    parser.add_argument("--baseline", type=Path, help="also measure job processes of the code in this folder")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    modes = {"both": (True, False), "processes": (True,), "threads": (False,)}[args.mode]
-    for processes in modes:
-        r = measure(processes, args)
-        print(
-            f"{'processes' if processes else 'threads':<9}  healthz at rest {r['healthz_rest_ms']:.1f} ms, "
-            f"during a render median {r['healthz_busy_ms']:.1f} ms (p95 {r['healthz_busy_p95_ms']:.1f} ms, "
-            f"ratio {r['healthz_busy_ms'] / r['healthz_rest_ms']:.2f}x); one mosaic {r['one_s']:.2f} s, "
-            f"two users at once {r['two_s']:.2f} s (two/one {r['two_s'] / r['one_s']:.2f}x); "
-            f"web process CPU during one mosaic {r['web_cpu_s']:.2f} s"
-        )
+    wanted = {"both": (True, False), "processes": (True,), "threads": (False,)}[args.mode]
+    servers = [("processes" if p else "threads", Server(p)) for p in wanted]
+    if args.baseline:
+        servers.append(("baseline proc", Server(True, args.baseline.resolve())))
+    modes = [Mode(name, server, httpx.Client(base_url=server.url, timeout=300)) for name, server in servers]
+    loads = []
+    try:
+        for mode in modes:
+            _prepare(mode, args)
+        for _ in range(args.repeats):
+            for mode in modes:  # in turns: the load falls on every mode alike
+                _measure_once(mode, args)
+                loads.append(os.getloadavg()[0])
+    finally:
+        for mode in modes:
+            mode.client.close()
+            mode.server.stop()
+    for mode in modes:
+        print(_report(mode))
+    print(f"load average during: median {statistics.median(loads):.2f}, max {max(loads):.2f}")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

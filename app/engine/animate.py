@@ -3,7 +3,10 @@
 A :class:`MosaicScene` holds the tiles of a mosaic as a mip chain (each level half the size of
 the one before) and draws any view of the mosaic at any output size: it stitches only the cells
 in view, from the smallest mip level that still has enough pixels for them, then resamples that
-small picture to the frame. No frame ever touches the full-size mosaic.
+small picture to the frame. No frame ever touches the full-size mosaic. Transparent tiles keep
+their opacity through the mip chain and the detailed decodes and are laid over their cell's
+background (the render's ``backgrounds``) as each frame is drawn, so every frame shows the
+composite the render shows.
 
 Kinds:
 
@@ -34,7 +37,8 @@ from PIL import Image
 from app.engine.decode import DEFAULT_MAX_PIXELS, ImageSource
 from app.engine.errors import BadParameter, ImageRejected
 from app.engine.pyramid import check_placement, shrink2, stitch_cells
-from app.engine.tiles import TileSet, make_tile
+from app.engine.render import lay_over
+from app.engine.tiles import TileSet, make_tile, make_tile_rgba
 
 Kind = Literal["zoom", "assemble", "disperse"]
 VideoFormat = Literal["mp4", "gif", "webp"]
@@ -50,7 +54,8 @@ BACKGROUND = (17, 17, 17)
 
 #: A rectangle of the full-size mosaic, in its pixels (floats): x0, y0, x1, y1.
 View = tuple[float, float, float, float]
-#: ``detail(tile, (w, h))``: tile ``tile`` of the scene decoded at ``(w, h)``, ``(h, w, 3)`` uint8.
+#: ``detail(tile, (w, h))``: tile ``tile`` of the scene decoded at ``(w, h)``, ``(h, w, 3)`` uint8,
+#: or ``(h, w, 4)`` for a scene with ``alpha``: the colours on white, then the opacity.
 Detail = Callable[[int, tuple[int, int]], NDArray[np.uint8]]
 Progress = Callable[[int, int], None]
 
@@ -121,6 +126,9 @@ class MosaicScene:
         Optional: decodes tile ``i`` larger than ``images`` holds it, for views closer than that.
     offsets
         Optional ``int16`` ``(rows, cols, 3)``: the colour shift the render added to each cell.
+    alpha, backgrounds
+        Optional, together: ``uint8`` ``(n, h, w)`` opacity of ``images`` (which then hold the tiles
+        composited onto white) and ``(rows, cols, 3)`` the colour behind each cell's tile.
     """
 
     def __init__(
@@ -132,14 +140,23 @@ class MosaicScene:
         detail: Detail | None = None,
         offsets: NDArray[np.int16] | None = None,
         background: tuple[int, int, int] = BACKGROUND,
+        alpha: NDArray[np.uint8] | None = None,
+        backgrounds: NDArray[np.uint8] | None = None,
     ) -> None:
         check_placement(images, grid, offsets)
         self.grid = grid
         self.offsets = offsets
+        self.backgrounds = None
         self.cell_size = cell_size
         self.background = np.array(background, dtype=np.uint8)
         self.detail = detail
+        # Each mip level holds the colours, with the opacity as a fourth channel when transparent.
         self.mips = [images]
+        if alpha is not None and backgrounds is not None:
+            if alpha.shape != images.shape[:3] or backgrounds.shape != (*grid.shape, 3):
+                raise ValueError("alpha must be (n, h, w) like images, backgrounds (rows, cols, 3) like grid")
+            self.backgrounds = backgrounds
+            self.mips = [np.concatenate([images, alpha[..., None]], axis=3)]
         while max(self.mips[-1].shape[1:3]) > 1:
             self.mips.append(shrink2(self.mips[-1]))
         self._detailed: OrderedDict[int, NDArray[np.uint8]] = OrderedDict()
@@ -192,7 +209,7 @@ class MosaicScene:
         self._detailed.move_to_end(tile)
         if (cached.shape[1], cached.shape[0]) == size:
             return cached
-        return np.asarray(Image.fromarray(cached).resize(size, Image.Resampling.BILINEAR))
+        return _resize_cell(cached, size, Image.Resampling.BILINEAR)
 
     def draw(self, view: View, size: tuple[int, int]) -> NDArray[np.uint8]:
         """The part ``view`` of the mosaic as a ``(height, width, 3)`` frame of ``size``."""
@@ -207,7 +224,13 @@ class MosaicScene:
         ids, local = np.unique(sub, return_inverse=True)
         images, is_local = self.cells_for(need, ids)
         offsets = None if self.offsets is None else self.offsets[r0:r1, c0:c1]
-        block = stitch_cells(images, local.reshape(sub.shape) if is_local else sub, offsets)
+        alpha, backgrounds = None, None
+        if self.backgrounds is not None:
+            alpha, backgrounds = images[..., 3], self.backgrounds[r0:r1, c0:c1]
+        block = stitch_cells(
+            images[..., :3], local.reshape(sub.shape) if is_local else sub, offsets, alpha=alpha,
+            backgrounds=backgrounds,
+        )  # fmt: skip
         mh, mw = images.shape[1:3]
         return _resample(block, (c0 * mw, r0 * mh), (mw / tw, mh / th), view, size, self.background)
 
@@ -232,6 +255,8 @@ class MosaicScene:
         xs = (px[inside] + mw)[:, None, None] + np.arange(mw)[None, None, :]
         drawn = order[inside]
         sprites = images[self.grid.ravel()[drawn]]
+        if self.backgrounds is not None:  # each cell's tile over its own background, as rendered
+            sprites = lay_over(sprites[..., :3], sprites[..., 3], self.backgrounds.reshape(-1, 3)[drawn])
         if self.offsets is not None:
             shifts = self.offsets.reshape(-1, 3)[drawn][:, None, None, :]
             sprites = np.clip(sprites + shifts, 0, 255).astype(np.uint8)
@@ -248,32 +273,59 @@ def scene_of(
     offsets: NDArray[np.int16] | None = None,
     sources: Mapping[str, ImageSource] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    backgrounds: NDArray[np.uint8] | None = None,
 ) -> MosaicScene:
     """The scene of a mosaic made of ``tiles`` placed as ``grid`` ``(rows, cols)``, each cell shifted
-    by the render's ``offsets`` (``MosaicResult.cell_offsets``). With ``sources`` (tile name -> its
-    file), close views decode the tiles' photos in more detail."""
+    by the render's ``offsets`` (``MosaicResult.cell_offsets``) and, for transparent tiles, laid
+    over its ``backgrounds`` colour (``MosaicResult.backgrounds``). With ``sources`` (tile name ->
+    its file), close views decode the tiles' photos in more detail (keeping their alpha)."""
     used, local = np.unique(grid, return_inverse=True)
+    see_through = tiles.alpha is not None and backgrounds is not None
     detail = None
     if sources is not None:
-        detail = _detail_from(tiles, used, sources, max_pixels)
+        detail = _detail_from(tiles, used, sources, max_pixels, see_through)
     return MosaicScene(
         tiles.images[used], local.reshape(grid.shape).astype(np.intp), cell_size, detail=detail,
-        offsets=offsets,
+        offsets=offsets, alpha=tiles.opacity(used) if see_through else None,
+        backgrounds=backgrounds if see_through else None,
     )  # fmt: skip
 
 
 def _detail_from(
-    tiles: TileSet, used: NDArray[np.intp], sources: Mapping[str, ImageSource], max_pixels: int
+    tiles: TileSet,
+    used: NDArray[np.intp],
+    sources: Mapping[str, ImageSource],
+    max_pixels: int,
+    see_through: bool,
 ) -> Detail:
     def detail(tile: int, size: tuple[int, int]) -> NDArray[np.uint8]:
         index = int(used[tile])
         name = tiles.names[index]
+        thumbnail = tiles.images[index]
+        if see_through:
+            thumbnail = np.concatenate([thumbnail, tiles.opacity(np.array([index]))[0][..., None]], axis=2)
         try:
-            return make_tile(sources[name], name=name, size=size, max_pixels=max_pixels)
+            if not see_through:
+                return make_tile(sources[name], name=name, size=size, max_pixels=max_pixels)
+            rgb, alpha = make_tile_rgba(sources[name], name=name, size=size, max_pixels=max_pixels)
         except (KeyError, ImageRejected, OSError):  # gone since: enlarge the thumbnail instead
-            return np.asarray(Image.fromarray(tiles.images[index]).resize(size, Image.Resampling.BICUBIC))
+            return _resize_cell(thumbnail, size, Image.Resampling.BICUBIC)
+        opacity = np.full(rgb.shape[:2], 255, np.uint8) if alpha is None else alpha
+        return np.concatenate([rgb, opacity[..., None]], axis=2)
 
     return detail
+
+
+def _resize_cell(
+    cell: NDArray[np.uint8], size: tuple[int, int], method: Image.Resampling
+) -> NDArray[np.uint8]:
+    """``cell`` ``(h, w, 3 or 4)`` resized to ``size`` channel group by channel group (Pillow would
+    premultiply an RGBA picture; these colours are already composited onto white)."""
+    rgb = np.asarray(Image.fromarray(np.ascontiguousarray(cell[..., :3])).resize(size, method))
+    if cell.shape[2] == 3:
+        return rgb
+    alpha = np.asarray(Image.fromarray(np.ascontiguousarray(cell[..., 3])).resize(size, method))
+    return np.concatenate([rgb, alpha[..., None]], axis=2)
 
 
 def _clamp(value: int, limit: int) -> int:

@@ -5,7 +5,9 @@ whose top level is the render. Its zoom pyramid goes ``extra`` levels deeper: th
 render's times ``2**extra``, so the levels at and above the render's size are exactly the render
 pyramid's levels (same sizes, same tiles), and level ``render_level + j`` shows each cell at
 ``(tw * 2**j, th * 2**j)`` px, decoded from the cell's photo (centre-cropped as the render crops
-it) and shifted by the render's tint. Nothing is ever drawn whole: :meth:`PhotoLevels.region`
+it), laid over the cell's background when the tiles are transparent (the render's
+``backgrounds``: each cell's own colour, or the fixed one) and shifted by the render's tint, so
+every level shows the composite the render shows. Nothing is ever drawn whole: :meth:`PhotoLevels.region`
 stitches the few cells a tile touches, from a cache of decoded cells bounded in bytes.
 """
 
@@ -24,9 +26,10 @@ from PIL import Image
 from app.engine.decode import DEFAULT_MAX_PIXELS, ImageSource
 from app.engine.errors import ImageRejected
 from app.engine.pyramid import Box, DziLayout, check_placement, stitch_cells
-from app.engine.tiles import TileSet, make_tile
+from app.engine.tiles import TileSet, make_tile, make_tile_rgba
 
-#: ``cell_image(tile, (w, h))``: the photo of ``tile`` (a value of the grid) as ``(h, w, 3)``.
+#: ``cell_image(tile, (w, h))``: the photo of ``tile`` (a value of the grid) as ``(h, w, 3)``, or
+#: ``(h, w, 4)`` for a transparent library: the colours composited onto white, then the opacity.
 CellImage = Callable[[int, tuple[int, int]], NDArray[np.uint8]]
 #: Decoded cells kept per pyramid unless the caller says otherwise (about 1,300 cells of 256 px).
 DEFAULT_CACHE_BYTES = 256 * 2**20
@@ -89,7 +92,9 @@ class CellCache:
 
 class PhotoLevels:
     """The levels of ``layout`` below ``render_level``, for a mosaic of ``grid`` ``(rows, cols)``
-    (tile ids) rendered at ``cell_size`` (w, h) with per-cell ``offsets`` ``(rows, cols, 3)``.
+    (tile ids) rendered at ``cell_size`` (w, h) with per-cell ``offsets`` ``(rows, cols, 3)``
+    and, for transparent tiles, per-cell ``backgrounds`` ``(rows, cols, 3)`` (what shows through
+    them; ``cell_image`` then gives each photo's opacity as a fourth channel).
 
     ``cell_image`` decodes a tile's photo at the deepest cell size; shallower photo levels shrink
     that (2x2 means, as the pyramid's own levels are made). ``cache`` may be shared by pyramids;
@@ -107,13 +112,19 @@ class PhotoLevels:
         *,
         cache: CellCache | None = None,
         key: object = None,
+        backgrounds: NDArray[np.uint8] | None = None,
     ) -> None:
         check_placement(np.empty((0, 1, 1, 3), dtype=np.uint8), grid, offsets)
+        if backgrounds is not None and backgrounds.shape != (*grid.shape, 3):
+            raise ValueError(
+                f"backgrounds must be (rows, cols, 3) = {(*grid.shape, 3)}, got {backgrounds.shape}"
+            )
         rows, cols = grid.shape
         if (layout.width, layout.height) != (cols * cell_size[0] << depth, rows * cell_size[1] << depth):
             raise ValueError(f"layout {layout.width}x{layout.height} is not the grid's size times 2**{depth}")
         self.grid = grid
         self.offsets = offsets
+        self.backgrounds = backgrounds
         self.cell_size = cell_size
         self.layout = layout
         self.depth = depth
@@ -134,7 +145,7 @@ class PhotoLevels:
         factor = 1 << (deepest - level)
 
         def shrink() -> NDArray[np.uint8]:
-            return np.asarray(Image.fromarray(self._cell(tile, deepest)).reduce(factor))
+            return _reduce(self._cell(tile, deepest), factor)
 
         return self.cache.get((self.key, tile, level), shrink)
 
@@ -148,15 +159,33 @@ class PhotoLevels:
         sub = self.grid[r0 : -(-y1 // ch), c0 : -(-x1 // cw)]
         ids, local = np.unique(sub, return_inverse=True)
         cells = np.stack([self._cell(int(tile), level) for tile in ids])
-        offsets = (
-            None if self.offsets is None else self.offsets[r0 : r0 + sub.shape[0], c0 : c0 + sub.shape[1]]
+        rows, cols = slice(r0, r0 + sub.shape[0]), slice(c0, c0 + sub.shape[1])
+        offsets = None if self.offsets is None else self.offsets[rows, cols]
+        alpha, backgrounds = None, None
+        if cells.shape[3] == 4 and self.backgrounds is not None:
+            alpha, backgrounds = cells[..., 3], self.backgrounds[rows, cols]
+        block = stitch_cells(
+            cells[..., :3],
+            local.reshape(sub.shape).astype(np.intp),
+            offsets,
+            alpha=alpha,
+            backgrounds=backgrounds,
         )
-        block = stitch_cells(cells, local.reshape(sub.shape).astype(np.intp), offsets)
         return block[y0 - r0 * ch : y1 - r0 * ch, x0 - c0 * cw : x1 - c0 * cw]
 
     def tile(self, level: int, col: int, row: int) -> NDArray[np.uint8]:
         """The pixels of the tile (col, row) of ``level``, overlap included."""
         return self.region(level, self.layout.tile_box(level, col, row))
+
+
+def _reduce(cell: NDArray[np.uint8], factor: int) -> NDArray[np.uint8]:
+    """``cell`` ``(h, w, 3 or 4)`` shrunk ``factor`` times by box means, channel by channel (an
+    RGBA picture would be premultiplied by Pillow; these colours are already on white)."""
+    rgb = np.asarray(Image.fromarray(np.ascontiguousarray(cell[..., :3])).reduce(factor))
+    if cell.shape[2] == 3:
+        return rgb
+    alpha = np.asarray(Image.fromarray(np.ascontiguousarray(cell[..., 3])).reduce(factor))
+    return np.concatenate([rgb, alpha[..., None]], axis=2)
 
 
 def photo_levels(
@@ -172,12 +201,15 @@ def photo_levels(
     cache: CellCache | None = None,
     key: object = None,
     depth: int | None = None,
+    backgrounds: NDArray[np.uint8] | None = None,
 ) -> PhotoLevels | None:
     """The photo levels of a mosaic of ``tiles`` placed as ``grid`` (indexes into ``tiles``) and
     rendered at ``cell_size``, below its ``render`` pyramid; ``None`` if the photos (or
     ``zoom_tile_size``) allow no level deeper than the render. ``sources`` maps a tile's name to
-    its photo; a photo gone since is drawn in its thumbnail's mean colour. ``depth`` skips measuring
-    the photos when it is already known (a recorded pyramid)."""
+    its photo; a photo gone since is drawn in its thumbnail's mean colour (and mean opacity).
+    ``depth`` skips measuring the photos when it is already known (a recorded pyramid).
+    ``backgrounds`` (``MosaicResult.backgrounds``): transparent photos keep their alpha and are
+    laid over each cell's background, as the render lays their thumbnails."""
     ids = np.unique(grid)
     if depth is None:
         aspect = cell_size
@@ -187,20 +219,34 @@ def photo_levels(
 
     # Only the names and mean colours of the used tiles are kept (the levels may outlive the
     # library in a cache): a photo gone since is drawn in its thumbnail's mean colour.
+    see_through = tiles.alpha is not None and backgrounds is not None
     names = {int(tile): tiles.names[int(tile)] for tile in ids}
-    means = {int(tile): tiles.images[int(tile)].mean(axis=(0, 1)).round().astype(np.uint8) for tile in ids}
+    means = {int(tile): _mean_colour(tiles, int(tile), see_through) for tile in ids}
 
     def cell_image(tile: int, size: tuple[int, int]) -> NDArray[np.uint8]:
         name = names[tile]
         try:
-            return make_tile(sources[name], name=name, size=size, max_pixels=max_pixels)
+            if not see_through:
+                return make_tile(sources[name], name=name, size=size, max_pixels=max_pixels)
+            rgb, alpha = make_tile_rgba(sources[name], name=name, size=size, max_pixels=max_pixels)
         except (KeyError, ImageRejected, OSError):
-            return np.broadcast_to(means[tile], (size[1], size[0], 3)).copy()
+            return np.broadcast_to(means[tile], (size[1], size[0], len(means[tile]))).copy()
+        opacity = np.full(rgb.shape[:2], 255, np.uint8) if alpha is None else alpha
+        return np.concatenate([rgb, opacity[..., None]], axis=2)  # an opaque photo among emoji
 
     layout = zoom_layout(render, depth)
     return PhotoLevels(
-        np.asarray(grid, dtype=np.intp), offsets, cell_size, layout, depth, cell_image, cache=cache, key=key
-    )
+        np.asarray(grid, dtype=np.intp), offsets, cell_size, layout, depth, cell_image, cache=cache, key=key,
+        backgrounds=backgrounds if see_through else None,
+    )  # fmt: skip
+
+
+def _mean_colour(tiles: TileSet, tile: int, with_opacity: bool) -> NDArray[np.uint8]:
+    """A thumbnail's mean colour (on white), with its mean opacity last if ``with_opacity``."""
+    mean = tiles.images[tile].mean(axis=(0, 1))
+    if with_opacity:
+        mean = np.append(mean, tiles.opacity(np.array([tile]))[0].mean())
+    return np.asarray(mean.round(), dtype=np.uint8)
 
 
 def _photo_widths(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import BinaryIO
@@ -29,7 +30,7 @@ from app.engine.options import MosaicParams
 from app.engine.quality import quality_report
 from app.engine.render import Progress, cell_bands, check_output_size, encode, lay_over, print_size, stitch
 from app.engine.tiff import write_tiff
-from app.engine.tiles import TileSet
+from app.engine.tiles import Placer, TileSet, usable_cores
 
 #: ``progress(stage, done, total)``; stages are "cover", "match" and "render".
 StageProgress = Callable[[str, int, int], None]
@@ -164,8 +165,13 @@ def make_mosaic(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: StageProgress | None = None,
     stitched: bool = True,
+    placer: Placer | None = None,
 ) -> MosaicResult:
     """Make a photo mosaic of ``cover`` from ``tiles``.
+
+    ``placer`` gives the placed tiles at the cell size (default: ``tiles.fitted``, the stored
+    tiles resized); matching only needs ``tiles`` small, so a caller whose cells are larger than
+    the stored tiles passes one that decodes the placed tiles again at the cell size.
 
     ``stitched=False`` leaves the picture unstitched (``image`` None): :func:`write_mosaic`
     streams it into a TIFF band by band, so its size is not bounded by memory.
@@ -220,8 +226,7 @@ def make_mosaic(
     used, local = np.unique(grid, return_inverse=True)
     local = local.reshape(grid.shape)
     report("render", 0, rows)
-    placed = tiles.resized((tile_w, tile_h), used)
-    placed_alpha = tiles.resized_alpha((tile_w, tile_h), used)
+    placed, placed_alpha = (placer or tiles.fitted)(used, (tile_w, tile_h))
     placed_means = block_means(placed, 1)[:, 0, 0]  # (n_used, 3), on white
     backgrounds = None
     shown = placed_means[local]
@@ -272,13 +277,27 @@ def write_mosaic(
 
 
 def build_index_on(
-    tiles: TileSet, params: MosaicParams, background: float | NDArray[np.float64]
+    tiles: TileSet,
+    params: MosaicParams,
+    background: float | NDArray[np.float64],
+    *,
+    blocks: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
 ) -> TileIndex:
-    """The index of ``tiles`` laid over ``background`` (a grey level or an RGB colour, 0..255)."""
-    white = block_means(tiles.images, params.cell_grid)
-    opacity = block_means(tiles.opacity()[..., None], params.cell_grid)[..., 0] / 255.0
-    blocks = on_background(white, opacity, background)
-    return TileIndex(block_features(blocks, color_space=params.color_space))
+    """The index of ``tiles`` laid over ``background`` (a grey level or an RGB colour, 0..255);
+    ``blocks`` = :func:`see_through_blocks` of ``tiles`` when the caller has them already."""
+    white, opacity = blocks or see_through_blocks(tiles, params.cell_grid)
+    return TileIndex(
+        block_features(on_background(white, opacity, background), color_space=params.color_space)
+    )
+
+
+def see_through_blocks(tiles: TileSet, grid: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``(white, opacity)``: the ``grid x grid`` block means of ``tiles`` on white ``(n, g, g, 3)``
+    and of their opacity in 0..1 ``(n, g, g)``; a block on any background ``b`` is
+    ``white + (1 - opacity) * (b - 255)`` (:func:`on_background`), exactly, because block means
+    and compositing are both linear."""
+    white = block_means(tiles.images, grid)
+    return white, block_means(tiles.opacity()[..., None], grid)[..., 0] / 255.0
 
 
 #: Candidates per cell from each of the white, grey and black indexes of transparent tiles.
@@ -287,6 +306,10 @@ CANDIDATES_PER_BACKGROUND = 16
 #: distance for the second): enough that repetition rules rarely send a cell back to the index,
 #: which sees the tiles on white only. 48 measured better than 16 on the emoji covers.
 CANDIDATES_KEPT = 48
+#: Libraries up to this many tiles are searched by brute force on the grey and black backgrounds
+#: (exact, and much faster than building and asking two trees); larger ones through tree indexes.
+BRUTE_FORCE_TILES = 2048
+_PAIRS_PER_CHUNK = 2048  # (cell, tile) pairs re-ranked at once: temporaries stay in the caches
 
 
 def candidates_on_cells(
@@ -303,29 +326,93 @@ def candidates_on_cells(
     ``cell_colours`` ``(n_cells, 3)`` (``background="cell"``): ``(distances, tiles)``, both
     ``(n_cells, keep)``, nearest first.
 
-    A tile's look then depends on the cell, so no one index holds it. The tree indexes of the
-    tiles on white (``index``), mid grey and black each give ``k`` candidates; their exact distances
-    on the cell's colour (block means composite linearly) rank them."""
-    g = params.cell_grid
-    white = block_means(tiles.images, g)  # (n, g, g, 3)
-    opacity = block_means(tiles.opacity()[..., None], g)[..., 0] / 255.0  # (n, g, g)
-    found = [index.query(cells, k)[1]]
+    A tile's look then depends on the cell, so no one index holds it. The ``k`` nearest tiles of
+    each cell on white (``index``), mid grey and black are its candidates; their exact distances on
+    the cell's colour (block means composite linearly: :func:`see_through_blocks`) rank them.
+    Each distinct (cell, tile) pair is measured once, in small chunks on all cores."""
+    blocks = see_through_blocks(tiles, params.cell_grid)
+    small = len(tiles) <= BRUTE_FORCE_TILES
+    found = [nearest_exact(index.features, cells, k) if small else index.query(cells, k)[1]]
     for grey in (128.0, 0.0):
-        found.append(build_index_on(tiles, params, grey).query(cells, k)[1])
+        if small:
+            feats = block_features(on_background(*blocks, grey), color_space=params.color_space)
+            found.append(nearest_exact(feats, cells, k))
+        else:
+            found.append(build_index_on(tiles, params, grey, blocks=blocks).query(cells, k)[1])
     cand = np.sort(np.concatenate(found, axis=1), axis=1)  # (n_cells, 3k), duplicates side by side
-    n_cells, width = cand.shape
-    dist = np.empty((n_cells, width))
-    step = max(1, 2**16 // width)
-    for s in range(0, n_cells, step):
-        part = cand[s : s + step]
-        bg = np.asarray(cell_colours[s : s + step], dtype=np.float64)[:, None, None, None, :]
-        blocks = on_background(white[part], opacity[part], bg)  # (m, 3k, g, g, 3)
-        feats = block_features(blocks.reshape(-1, g, g, 3), color_space=params.color_space)
-        diff = feats.reshape(len(part), width, -1) - np.asarray(cells[s : s + step])[:, None, :]
-        dist[s : s + step] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
-    dist[:, 1:][cand[:, 1:] == cand[:, :-1]] = np.inf  # each tile once
+    first = np.ones(cand.shape, dtype=bool)
+    first[:, 1:] = cand[:, 1:] != cand[:, :-1]
+    owner, column = np.nonzero(first)
+    dist = np.full(cand.shape, np.inf)  # each tile once: a repeat stays infinitely far
+    dist[owner, column] = pair_distances(blocks, cand[owner, column], owner, cells, cell_colours, params)
     order = np.argsort(dist, axis=1, kind="stable")[:, :keep]
     return np.take_along_axis(dist, order, 1), np.take_along_axis(cand, order, 1)
+
+
+def pair_distances(
+    blocks: tuple[NDArray[np.float64], NDArray[np.float64]],
+    tiles: NDArray[np.intp],
+    owners: NDArray[np.intp],
+    cells: NDArray[np.floating],
+    cell_colours: NDArray[np.floating],
+    params: MosaicParams,
+) -> NDArray[np.float64]:
+    """The feature distance between cell ``owners[i]`` and tile ``tiles[i]`` laid over that cell's
+    colour, for each pair ``i``; ``blocks`` = :func:`see_through_blocks` of the library."""
+    white, opacity = blocks
+    colours = np.asarray(cell_colours, dtype=np.float64)
+    out = np.empty(len(tiles))
+
+    def run(start: int) -> None:
+        part = slice(start, start + _PAIRS_PER_CHUNK)
+        tile, owner = tiles[part], owners[part]
+        shown = on_background(white[tile], opacity[tile], colours[owner][:, None, None, :])
+        diff = block_features(shown, color_space=params.color_space) - cells[owner]
+        out[part] = np.sqrt(np.einsum("ij,ij->i", diff, diff))  # float32, as the features are
+
+    starts = range(0, len(tiles), _PAIRS_PER_CHUNK)
+    with ThreadPoolExecutor(max(1, min(usable_cores(), len(starts)))) as pool:  # numpy frees the GIL
+        list(pool.map(run, starts))
+    return out
+
+
+def nearest_exact(features: NDArray[np.floating], cells: NDArray[np.floating], k: int) -> NDArray[np.intp]:
+    """The ``k`` nearest of ``features`` ``(n, d)`` to each of ``cells`` ``(m, d)``, nearest first
+    (equal distances by tile number), by brute force: ``(m, min(k, n))``.
+
+    Squared distances come from one matrix product, whose rounding error is far below
+    ``1e-9 * (|cell|^2 + |tile|^2)``; the ``k + 8`` nearest by it are measured again exactly. A tile
+    left out is then farther than the ``k``-th unless the product's ``(k + 8)``-th is within that
+    margin of its ``k``-th, and such cells (tiles crowding at one distance) are measured exactly
+    against every tile: the answer is exact either way."""
+    tiles = np.asarray(features, dtype=np.float64)
+    points = np.asarray(cells, dtype=np.float64)
+    n, d = tiles.shape
+    k = min(k, n)
+    wide = min(n, k + 8)
+    out = np.empty((len(points), k), dtype=np.intp)
+    tile_norms = np.einsum("ij,ij->i", tiles, tiles)
+    step = max(1, 2**21 // max(n, wide * d))  # a few large products: small ones cost more than they do
+    for s in range(0, len(points), step):
+        part = points[s : s + step]
+        norms = np.einsum("ij,ij->i", part, part)
+        squared = norms[:, None] + tile_norms[None, :] - 2.0 * (part @ tiles.T)  # (m, n)
+        if wide < n:
+            near = np.argpartition(squared, wide - 1, axis=1)[:, :wide]
+            bound = np.take_along_axis(squared, near, 1)
+            kth = np.partition(bound, k - 1, axis=1)[:, k - 1]
+            unsure = np.flatnonzero(bound.max(axis=1) <= kth + 1e-9 * (norms + tile_norms.max()))
+        else:
+            near, unsure = np.broadcast_to(np.arange(n), (len(part), n)), np.empty(0, np.intp)
+        diff = part[:, None, :] - tiles[near]
+        exact = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+        order = np.lexsort((near, exact), axis=1)[:, :k]
+        out[s : s + step] = np.take_along_axis(near, order, 1)
+        for row in unsure.tolist():
+            every = part[row] - tiles
+            full = np.sqrt(np.einsum("ij,ij->i", every, every))
+            out[s + row] = np.lexsort((np.arange(n), full))[:k]
+    return out
 
 
 def tint_offsets(

@@ -35,7 +35,7 @@ from PIL import Image
 
 from app.engine.errors import BadParameter
 from app.engine.render import lay_over
-from app.engine.tiles import TileSet
+from app.engine.tiles import Placer, TileSet
 
 DZI_NAMESPACE = "http://schemas.microsoft.com/deepzoom/2008"
 #: Tile file formats by DZI ``Format`` (the file extension).
@@ -186,15 +186,18 @@ class GridSource:
         cell_size: tuple[int, int],
         offsets: NDArray[np.int16] | None = None,
         backgrounds: NDArray[np.uint8] | None = None,
+        *,
+        placer: Placer | None = None,
     ) -> GridSource:
-        """The cells exactly as the render made them: the used tiles resized to ``cell_size`` (w, h),
-        transparent ones laid over ``backgrounds`` (``MosaicResult.backgrounds``), and shifted by the
-        render's per-cell ``offsets`` (``MosaicResult.cell_offsets``)."""
+        """The cells exactly as the render made them: the used tiles at ``cell_size`` (w, h), as
+        the render's ``placer`` gave them (default: resized), transparent ones laid over
+        ``backgrounds`` (``MosaicResult.backgrounds``), and shifted by the render's per-cell
+        ``offsets`` (``MosaicResult.cell_offsets``)."""
         used, local = np.unique(grid, return_inverse=True)
+        cells, alpha = (placer or tiles.fitted)(used, cell_size)
         return cls(
-            tiles.resized(cell_size, used), local.reshape(grid.shape).astype(np.intp), offsets,
-            alpha=tiles.resized_alpha(cell_size, used), backgrounds=backgrounds,
-        )  # fmt: skip
+            cells, local.reshape(grid.shape).astype(np.intp), offsets, alpha=alpha, backgrounds=backgrounds
+        )
 
     @property
     def size(self) -> tuple[int, int]:

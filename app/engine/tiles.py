@@ -49,6 +49,11 @@ _MAX_CHUNK = 32
 MIN_FOR_PROCESSES = 64
 #: A tile to load: a path, or (display name, path or bytes).
 TileInput = str | os.PathLike[str] | tuple[str, ImageSource]
+#: The tiles placed in a mosaic at its cell size: ``placer(indices, (w, h))`` gives the pixels
+#: ``(m, h, w, 3)`` of the library's tiles at ``indices`` and their opacity ``(m, h, w)`` (None
+#: when the library is opaque). :meth:`TileSet.fitted` resizes the stored tiles; a caller whose
+#: stored tiles are smaller than the cells can decode the placed ones again at that size.
+Placer = Callable[[NDArray[np.intp], tuple[int, int]], tuple[NDArray[np.uint8], NDArray[np.uint8] | None]]
 
 
 @dataclass(frozen=True)
@@ -207,6 +212,13 @@ class TileSet:
         if (chosen.shape[2], chosen.shape[1]) == size:
             return chosen
         return np.stack([fit_alpha(Image.fromarray(a), size) for a in chosen]).astype(np.uint8)
+
+    def fitted(
+        self, indices: NDArray[np.intp], size: tuple[int, int]
+    ) -> tuple[NDArray[np.uint8], NDArray[np.uint8] | None]:
+        """The tiles at ``indices`` fitted to ``size``, with their opacity: the default
+        :data:`Placer` (:meth:`resized` and :meth:`resized_alpha`)."""
+        return self.resized(size, indices), self.resized_alpha(size, indices)
 
     def files(self, folder: str | os.PathLike[str]) -> list[Path]:
         """The files :meth:`save` writes into ``folder`` for this set."""

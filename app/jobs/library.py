@@ -2,9 +2,13 @@
 
 Every image source of a session (uploaded files, and the members of uploaded archives, unpacked)
 is listed once in ``sources.jsonl``. Tiles are decoded once at the stored thumbnail size and
-saved as arrays; a mosaic with larger or differently shaped tiles decodes the sources again at
-that shape, once, and keeps that too. Indexes are never stored: their feature arrays are, and the
-tree is refitted on load.
+saved as arrays. A mosaic is always matched on thumbnails: the stored ones for square cells, and
+for other cell shapes the sources decoded once at that aspect, at about the thumbnails' pixel
+count (kept too, and counted against ``TESSERA_MAX_DISK_BYTES``). Cells larger than the
+thumbnails get only their placed tiles decoded again at the cell size (:meth:`Libraries.placer`),
+never the whole library: what a mosaic costs follows what it uses. Each library version keeps
+``origins.npy``, the source of each tile, for that. Indexes are never stored: their feature
+arrays are, and the tree is refitted on load.
 
 Every change to a library happens under the session's lock (a Redis lock in a cluster), and
 every file is published to the shared storage after it is written and fetched before it is
@@ -19,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import threading
 from collections import OrderedDict
 from contextlib import AbstractContextManager
@@ -27,15 +32,17 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
+from numpy.typing import NDArray
 
 from app.engine import MosaicParams, TileIndex, TileSet
+from app.engine.decode import WHITE
 from app.engine.features import tile_features, weights_for
-from app.engine.tiles import Rejection
+from app.engine.tiles import Placer, Rejection, TileJob, decode_chunks, usable_cores
 from app.jobs.locks import SessionLocks
 from app.jobs.progress import Progress
 from app.jobs.records import Records, UploadEntry
 from app.settings import Settings
-from app.storage import ArchiveLimits, Storage, Upload, extract_zip, is_zip
+from app.storage import ArchiveLimits, Storage, StorageFull, Upload, extract_zip, is_zip
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +51,32 @@ log = logging.getLogger(__name__)
 class _Cached:
     tiles: dict[tuple[int, int], TileSet] = field(default_factory=dict)
     folders: dict[tuple[int, int], Path] = field(default_factory=dict)
+    origins: dict[tuple[int, int], NDArray[np.intp] | None] = field(default_factory=dict)
     indexes: dict[tuple[tuple[int, int], str, int], TileIndex] = field(default_factory=dict)
     generation: int = -1  # the number of registered sources these were loaded at
 
 
+#: Each side of a library matched at another aspect has at least this many pixels (the finest
+#: cell grid's blocks).
+MIN_MATCH_SIDE = 8
+#: The index into the sources list of each tile of a library version.
+ORIGINS_FILE = "origins.npy"
+
+
 def _ignore(done: int, total: int) -> None:
     pass
+
+
+def _decode_sources(sources: list[tuple[str, str]], **kwargs: object) -> tuple[TileSet, NDArray[np.intp]]:
+    """:meth:`TileSet.from_inputs` of ``sources`` (display name, path), and the position in
+    ``sources`` of each accepted tile. Each input is keyed by its position while it decodes (a
+    display name need not be unique), and named again after."""
+    keyed = [(f"{i}:{name}", path) for i, (name, path) in enumerate(sources)]
+    tiles = TileSet.from_inputs(keyed, **kwargs)  # type: ignore[arg-type]
+    origins = np.array([int(key.split(":", 1)[0]) for key in tiles.names], dtype=np.intp)
+    tiles.names = [key.split(":", 1)[1] for key in tiles.names]
+    tiles.rejected = [Rejection(r.name.split(":", 1)[1], r.reason) for r in tiles.rejected]
+    return tiles, origins
 
 
 def _write_json_atomically(path: Path, data: object) -> None:
@@ -227,10 +254,81 @@ class Libraries:
         return self.open(session_id, params)[1]
 
     def shape_for(self, params: MosaicParams) -> tuple[int, int]:
-        tile_w, tile_h = params.tile_shape
-        if params.aspect[0] == params.aspect[1] and tile_w <= self.settings.thumb_size:
+        """The shape of the library ``params`` is matched on: the stored thumbnails for square
+        cells, else that aspect at about the thumbnails' pixel count (each side at least
+        :data:`MIN_MATCH_SIDE`), whatever the tile size."""
+        aw, ah = params.aspect
+        if aw == ah:
             return self.base_shape
-        return tile_w, tile_h
+        scale = self.settings.thumb_size / math.sqrt(aw * ah)
+        scale = max(scale, MIN_MATCH_SIDE / min(aw, ah))
+        return max(1, round(aw * scale)), max(1, round(ah * scale))
+
+    def placer(self, session_id: str, params: MosaicParams, tiles: TileSet) -> Placer:
+        """How the tiles a mosaic of ``params`` places from ``tiles`` (:meth:`open`'s) reach its
+        cell size: resized when the stored tiles are at least that large, else decoded again
+        from their sources at the cell size (only those: the cost follows the cells)."""
+        cell_w, cell_h = params.tile_shape
+        stored_w, stored_h = tiles.tile_size
+        if cell_w <= stored_w and cell_h <= stored_h:
+            return tiles.fitted
+        paths = self._tile_paths(session_id, tiles)
+
+        def decode_placed(
+            indices: NDArray[np.intp], size: tuple[int, int]
+        ) -> tuple[NDArray[np.uint8], NDArray[np.uint8] | None]:
+            return self._decode_placed(tiles, paths, indices, size)
+
+        return decode_placed
+
+    def _tile_paths(self, session_id: str, tiles: TileSet) -> list[str | None]:
+        """The source file of each tile of ``tiles`` (None where it cannot be told)."""
+        shape = tiles.tile_size
+        sources = self._sources(session_id)
+        with self.lock(session_id):
+            origins = self._cached(session_id).origins.get(shape)
+            if origins is None or len(origins) < len(tiles):  # not loaded here: the stored ones
+                origins = self._stored_origins(session_id, shape)
+        if origins is not None and len(origins) >= len(tiles):
+            return [sources[int(i)][1] if 0 <= i < len(sources) else None for i in origins[: len(tiles)]]
+        # A library stored before origins were kept: by name (the last source of each name).
+        by_name = dict(sources)
+        return [by_name.get(name) for name in tiles.names]
+
+    def _stored_origins(self, session_id: str, shape: tuple[int, int]) -> NDArray[np.intp] | None:
+        pointer = self.storage.library_dir(session_id, shape) / "current.json"
+        if not self.storage.fetch(pointer, fresh=True):
+            return None
+        path = pointer.parent / json.loads(pointer.read_text())["version"] / ORIGINS_FILE
+        return np.load(path).astype(np.intp) if self.storage.fetch(path) else None
+
+    def _decode_placed(
+        self, tiles: TileSet, paths: list[str | None], indices: NDArray[np.intp], size: tuple[int, int]
+    ) -> tuple[NDArray[np.uint8], NDArray[np.uint8] | None]:
+        """The tiles at ``indices`` decoded from their sources at ``size``; a tile whose source
+        is gone or fails now is its thumbnail enlarged."""
+        images = np.empty((len(indices), size[1], size[0], 3), dtype=np.uint8)
+        alpha = None if tiles.alpha is None else np.empty((len(indices), size[1], size[0]), dtype=np.uint8)
+        known = [k for k, i in enumerate(indices) if paths[int(i)] is not None]
+        items = [(tiles.names[int(indices[k])], str(paths[int(indices[k])])) for k in known]
+        self.storage.fetch_many(Path(path) for _, path in items)
+        job = TileJob(size, WHITE, self.settings.max_image_pixels)
+        decoded = np.zeros(len(indices), dtype=bool)
+        workers = self.settings.decode_threads or usable_cores()
+        for start, part, opacity, reasons in decode_chunks(job, items, workers, "thread"):
+            for offset, reason in enumerate(reasons):
+                if reason is None:
+                    k = known[start + offset]
+                    images[k] = part[offset]
+                    if alpha is not None:
+                        alpha[k] = opacity[offset]
+                    decoded[k] = True
+        for missing in np.flatnonzero(~decoded):
+            enlarged, opacity_k = tiles.fitted(indices[missing : missing + 1], size)
+            images[missing] = enlarged[0]
+            if alpha is not None and opacity_k is not None:
+                alpha[missing] = opacity_k[0]
+        return images, alpha
 
     def _current(self, session_id: str) -> _Cached:
         """This process's cached library of the session, dropped first if an index build (here
@@ -283,31 +381,58 @@ class Libraries:
         else:
             folder, done = base / "v0", 0
             tiles = TileSet(np.zeros((0, shape[1], shape[0], 3), dtype=np.uint8), [])
+        origins = self._load_origins(folder, len(tiles))
         pending = sources[done:]
         if pending or extra_rejections:
+            if shape != self.base_shape:  # a matching library a mosaic asked for: it must fit
+                self._check_room(len(pending), shape)
             self.storage.fetch_many(Path(path) for _, path in pending)
-            fresh = TileSet.from_inputs(
-                pending,
-                size=shape,
-                max_pixels=self.settings.max_image_pixels,
-                workers=self.settings.decode_threads,
-                progress=lambda d, t: progress(done + d, len(sources)),
-            )
+            fresh, fresh_origins = _decode_sources(
+                pending, size=shape, max_pixels=self.settings.max_image_pixels,
+                workers=self.settings.decode_threads, progress=lambda d, t: progress(done + d, len(sources)),
+            )  # fmt: skip
             fresh.rejected[:0] = extra_rejections
             tiles = tiles.extend(fresh)
+            if origins is not None:
+                origins = np.concatenate([origins, done + fresh_origins])
             old, folder = folder, base / f"v{int(folder.name[1:]) + 1}"
             tiles.save(folder)
+            written = tiles.files(folder)
+            if origins is not None:
+                np.save(folder / ORIGINS_FILE, origins)
+                written.append(folder / ORIGINS_FILE)
+            self.storage.count_written(sum(p.stat().st_size for p in written))
             _write_json_atomically(pointer, {"version": folder.name, "sources_done": len(sources)})
-            self.storage.publish_many(tiles.files(folder))
+            self.storage.publish_many(written)
             self.storage.publish(pointer)  # only once what it names is there
             self.storage.delete_tree(old)
         progress(len(sources), len(sources))
         cached = self._cached(session_id)
         cached.tiles[shape] = tiles
         cached.folders[shape] = folder
+        cached.origins[shape] = origins
         for key in [k for k in cached.indexes if k[0] == shape]:
             del cached.indexes[key]
         return tiles
+
+    def _load_origins(self, folder: Path, count: int) -> NDArray[np.intp] | None:
+        """The stored origins of the library version in ``folder`` (``count`` tiles): empty for a
+        new library, None for one stored before origins were kept."""
+        if count == 0:
+            return np.zeros(0, dtype=np.intp)
+        path = folder / ORIGINS_FILE
+        return np.load(path).astype(np.intp) if self.storage.fetch(path) else None
+
+    def _check_room(self, count: int, shape: tuple[int, int]) -> None:
+        """Refuse to decode ``count`` sources at ``shape`` when their arrays would not fit under
+        ``TESSERA_MAX_DISK_BYTES`` (colour and opacity: 4 bytes a pixel)."""
+        need = count * shape[0] * shape[1] * 4
+        room = self.storage.room_bytes(self.settings.max_disk_bytes)
+        if need > room:
+            raise StorageFull(
+                f"the server's storage is full (TESSERA_MAX_DISK_BYTES): the tiles at {shape[0]}x{shape[1]} "
+                f"need {need / 2**20:.0f} MB, {room / 2**20:.0f} MB are left"
+            )
 
     def _cached(self, session_id: str) -> _Cached:
         with self._cache_guard:

@@ -35,7 +35,7 @@ from app.jobs.library import Libraries
 from app.jobs.progress import Throttle
 from app.jobs.records import Records
 from app.settings import Settings
-from app.storage import Storage, atomic_writer
+from app.storage import Storage, StorageFull, atomic_writer
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +176,7 @@ class Jobs:
                 _cover_path(folder), tiles, params, index=index, cover_name=record.cover_name,
                 max_pixels=self.settings.max_image_pixels, progress=progress,
                 stitched=record.format != "tiff",  # a print file is streamed from the cells
+                placer=self.libraries.placer(session_id, params, tiles),  # cells above thumbnail size
             )  # fmt: skip
             progress("encode", 0, 1)
             t = time.perf_counter()
@@ -201,7 +202,7 @@ class Jobs:
         except ImageRejected as exc:
             self._fail(mosaic_id, f"cover {exc.name}: {exc.reason}")
             return
-        except (BadParameter, EngineError) as exc:
+        except (BadParameter, EngineError, StorageFull) as exc:
             self._fail(mosaic_id, str(exc))
             return
         except FileNotFoundError:

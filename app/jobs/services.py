@@ -7,7 +7,7 @@ The settings pick the deployment; nothing else in the code asks which one it is 
 ==================  ================================  ==========================================
 records, zoom       SQLite file in the data folder    Redis (the broker's database)
 session locks       in-process locks                  Redis locks
-jobs run            thread pool in this process       Celery workers (``tessera worker``)
+jobs run            job processes (or threads) here   Celery workers (``tessera worker``)
 files               the data folder                   an S3 bucket, the data folder as cache
 ==================  ================================  ==========================================
 
@@ -21,7 +21,14 @@ from __future__ import annotations
 import multiprocessing.connection
 from dataclasses import dataclass
 
-from app.jobs.dispatch import Dispatcher, ForwardingDispatcher, job_process_started, make_dispatcher
+from app.jobs.dispatch import (
+    Dispatcher,
+    ForwardingDispatcher,
+    SessionOf,
+    job_process_started,
+    make_dispatcher,
+    serve_jobs,
+)
 from app.jobs.kinds import ANIMATION, INDEX, PYRAMID, RENDER, JobKinds
 from app.jobs.library import Libraries
 from app.jobs.locks import FileLocks, SessionLocks
@@ -68,7 +75,9 @@ class Services:
         libraries = Libraries(settings, storage, records, locks)
         kinds = JobKinds()
         if dispatcher is None:
-            dispatcher = make_dispatcher(settings, run=kinds.run, entry=run_job_process)
+            dispatcher = make_dispatcher(
+                settings, run=kinds.run, entry=run_job_process, session_of=session_of(records, zoom_records)
+            )
         zoom = ZoomJobs(
             settings, storage, records, zoom_records, libraries, dispatcher=dispatcher, kinds=kinds
         )
@@ -79,36 +88,48 @@ class Services:
         return cls(settings, storage, records, libraries, jobs, zoom_records, zoom, kinds, dispatcher)
 
     def delete_session(self, session_id: str) -> None:
-        """Remove a session everywhere: its records (the main ones first, so running jobs see it
-        gone), its pyramids and animations, its cached library, and its files (here and in the
-        object store). Its running jobs are stopped first, so none re-creates a folder."""
-        self.cancel_jobs_of(session_id)
+        """Remove a session everywhere: its records first (a job that starts from then on,
+        however late it was submitted, finds nothing to do), then its running jobs are stopped,
+        then its pyramids and animations, its cached library and its files (here and in the
+        object store) go: no job is left to re-create a folder."""
+        jobs = self._jobs_of_session(session_id)
         self.records.delete_session(session_id)
         self.zoom_records.delete_session(session_id)
+        self._cancel(jobs)
         self.libraries.forget(session_id)
         self.storage.delete_session(session_id)
 
     def cancel_jobs_of(self, session_id: str) -> None:
         """Drop or stop every job of a session: its index build, its mosaics' renders and
         pyramids, their animations (:meth:`Dispatcher.cancel`)."""
-        self.dispatcher.cancel(INDEX, session_id)
-        for mosaic in self.records.mosaics_of(session_id):
-            self.cancel_jobs_of_mosaic(mosaic.id)
+        self._cancel(self._jobs_of_session(session_id))
 
     def cancel_jobs_of_mosaic(self, mosaic_id: str) -> None:
         """Drop or stop a mosaic's render, its pyramid and its animations."""
-        self.dispatcher.cancel(RENDER, mosaic_id)
-        self.dispatcher.cancel(PYRAMID, mosaic_id)
-        for animation in self.zoom_records.animations_of(mosaic_id):
-            self.dispatcher.cancel(ANIMATION, animation.id)
+        self._cancel(self._jobs_of_mosaic(mosaic_id))
+
+    def _jobs_of_session(self, session_id: str) -> list[tuple[str, str]]:
+        jobs = [(INDEX, session_id)]
+        for mosaic in self.records.mosaics_of(session_id):
+            jobs += self._jobs_of_mosaic(mosaic.id)
+        return jobs
+
+    def _jobs_of_mosaic(self, mosaic_id: str) -> list[tuple[str, str]]:
+        jobs = [(RENDER, mosaic_id), (PYRAMID, mosaic_id)]
+        return jobs + [(ANIMATION, a.id) for a in self.zoom_records.animations_of(mosaic_id)]
+
+    def _cancel(self, jobs: list[tuple[str, str]]) -> None:
+        for kind, record_id in jobs:
+            self.dispatcher.cancel(kind, record_id)
 
     def delete_mosaic(self, session_id: str, mosaic_id: str) -> None:
-        """Remove one mosaic: its record first (a running job sees it gone), its pyramid, share
-        link and animations, and its folder (here and in the object store). Its running jobs
-        are stopped first."""
-        self.cancel_jobs_of_mosaic(mosaic_id)
+        """Remove one mosaic: its records first (a job starting from then on finds it gone),
+        then its running jobs are stopped, then its folder goes (here and in the object
+        store), its space counted free at once."""
+        jobs = self._jobs_of_mosaic(mosaic_id)
         self.records.delete_mosaic(mosaic_id)
         self.zoom_records.delete_mosaic(mosaic_id)
+        self._cancel(jobs)
         self.storage.delete_tree(self.storage.mosaic_dir(session_id, mosaic_id))
 
     @staticmethod
@@ -135,14 +156,34 @@ class Services:
         return results
 
 
+def session_of(records: Records, zoom_records: ZoomRecords) -> SessionOf:
+    """What names a job's session, from its record (for the dispatcher's turns between
+    sessions); ``""`` for a record gone meanwhile."""
+
+    def of(kind: str, record_id: str) -> str:
+        if kind == INDEX:
+            return record_id
+        if kind == ANIMATION:
+            animation = zoom_records.animation(record_id)
+            return animation.session_id if animation is not None else ""
+        mosaic = records.mosaic(record_id)  # a render or a pyramid
+        return mosaic.session_id if mosaic is not None else ""
+
+    return of
+
+
 def run_job_process(
-    settings: Settings, kind: str, record_id: str, conn: multiprocessing.connection.Connection
+    settings: Settings,
+    conn: multiprocessing.connection.Connection,
+    lifeline: multiprocessing.connection.Connection,
 ) -> None:
     """A job process of :class:`~app.jobs.dispatch.ProcessDispatcher`: this process's own
-    services, submitting the jobs that follow through the dispatcher that started it."""
-    job_process_started(conn)
-    services = Services.build(settings, dispatcher=ForwardingDispatcher(conn))
-    services.kinds.run(kind, record_id)
+    services, built once, run job after job (their libraries stay loaded), submitting the jobs
+    that follow through the dispatcher that started it."""
+    job_process_started(lifeline)
+    dispatcher = ForwardingDispatcher(conn)
+    services = Services.build(settings, dispatcher=dispatcher)
+    serve_jobs(dispatcher, services.kinds.run)
 
 
 def _object_store(settings: Settings) -> ObjectStore | None:

@@ -173,8 +173,9 @@ class ZoomJobs:
         try:
             made = self._mosaic_cells(mosaic)
             source = GridSource.from_tiles(
-                made.tiles, made.grid, made.params.tile_shape, made.offsets, made.backgrounds
-            )
+                made.tiles, made.grid, made.params.tile_shape, made.offsets, made.backgrounds,
+                placer=self.libraries.placer(mosaic.session_id, made.params, made.tiles),
+            )  # fmt: skip
             fmt = "png" if mosaic.format == "png" else "jpg"
             deep = photo_levels(
                 made.tiles, made.grid, made.params.tile_shape, DziLayout(*source.size, fmt=fmt),
@@ -283,6 +284,7 @@ class ZoomJobs:
         return scene_of(
             made.tiles, made.grid, made.params.tile_shape, offsets=made.offsets,
             sources=self._sources(mosaic), max_pixels=self.settings.max_image_pixels,
+            backgrounds=made.backgrounds,
         )  # fmt: skip
 
     # the levels below the render, drawn on request --------------------------------------------
@@ -326,7 +328,7 @@ class ZoomJobs:
             made.tiles, made.grid, made.params.tile_shape, render, sources=self._sources(mosaic),
             zoom_tile_size=made.params.zoom_tile_size, offsets=made.offsets,
             max_pixels=self.settings.max_image_pixels, cache=self._cells, key=mosaic.id,
-            depth=int(layout["depth"]),
+            depth=int(layout["depth"]), backgrounds=made.backgrounds,
         )  # fmt: skip
         if made_levels is None:
             raise FileNotFoundError("this pyramid has no levels below the render")

@@ -46,7 +46,8 @@ def test_tiff_print_file_from_the_page(
     )
     page.wait_for_selector("#viewer", state="visible", timeout=30_000)  # shown once tiles are drawn
     assert not page.is_visible("#result-link")
-    assert page.locator("#viewer [title='Toggle full page']").count() == 1
+    assert page.locator("#viewer .navigator").count() == 1  # OpenSeadragon's viewer, with the page's
+    assert page.is_visible("#fullscreen")  # own full-screen button (OpenSeadragon's is hidden there)
     # the gallery shows a picture for the TIFF mosaic too (its pyramid's small level), not a broken one
     page.reload()
     thumb = page.locator("#gallery li img").first

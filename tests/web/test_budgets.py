@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from app.web.budgets import active_jobs
@@ -74,3 +75,40 @@ def test_one_session_cannot_queue_more_than_its_share(
     assert [a.status_code for a in answers[:2]] == [202, 202]
     assert answers[2].status_code == 429
     assert "TESSERA_MAX_JOBS_PER_SESSION" in answers[2].json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "over", "form", "status"),
+    [
+        ("max_output_pixels", {"max_output_pixels": 1_000_000}, {"cols": "40", "tile_size": "32"}, 413),
+        ("max_tiff_pixels", {"max_tiff_pixels": 1_000_000}, {"cols": "40", "tile_size": "32",
+                                                              "format": "tiff"}, 413),
+        ("max_rows", {"max_rows": 10}, {"cols": "40", "tile_size": "8"}, 422),
+        ("max_cols", {"max_cols": 30}, {"cols": "40", "tile_size": "8"}, 422),
+    ],
+)  # fmt: skip
+def test_a_render_over_its_budget_is_refused_before_it_is_queued(
+    make_client: Callable[..., TestClient],
+    corpus: Path,
+    photo_tiles: list[Path],
+    setting: str,
+    over: dict[str, int],
+    form: dict[str, str],
+    status: int,
+) -> None:
+    """A render's cost (and its pyramid's) is its output pixels, rows and cols: over a limit, a
+    4xx names the limit's setting and nothing is queued; the default setting lets it through."""
+    cover = corpus / "covers" / "mate-Dune.jpg"  # 40 cols of 32 px: 1280 px wide, about 1.2 MP
+    for client, expected in [(make_client(**over), status), (make_client(), 202)]:
+        files = [("tiles", (p.name, p.read_bytes(), "image/jpeg")) for p in photo_tiles[:10]]
+        session = client.post("/api/sessions", files=files).json()
+        wait_for(lambda c=client, s=session: c.get(s["status_url"]).json(), until={"ready"})
+        answer = client.post(
+            f"/api/sessions/{session['id']}/mosaics",
+            files={"cover": (cover.name, cover.read_bytes(), "image/jpeg")}, data=form,
+        )  # fmt: skip
+        assert answer.status_code == expected, answer.text
+        if expected != 202:
+            body = answer.json()
+            assert f"TESSERA_{setting.upper()}" in body["detail"] and body["field"] == "cols", body
+            assert client.get(session["status_url"]).json()["mosaics"] == []  # nothing queued

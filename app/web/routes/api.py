@@ -12,12 +12,12 @@ from fastapi import APIRouter, BackgroundTasks, File, Form, Response, UploadFile
 from fastapi.responses import FileResponse
 
 from app.engine.decode import upright_size
-from app.engine.render import FILE_EXTENSIONS, MEDIA_TYPES, check_output_size
+from app.engine.render import FILE_EXTENSIONS, MEDIA_TYPES
 from app.jobs.records import MosaicRecord, SessionRecord
 from app.jobs.services import Services
 from app.jobs.zoom_records import PyramidRecord
 from app.storage import FileTooLarge, display_name, write_stream_atomically
-from app.web.budgets import check_session_jobs
+from app.web.budgets import check_render_budget, check_session_jobs
 from app.web.deps import MosaicDep, ServicesDep, SessionDep
 from app.web.errors import ApiError
 from app.web.files import stored_file_response
@@ -207,10 +207,8 @@ def _new_mosaic(
     services: Services, session_id: str, cover: UploadFile, options: MosaicOptions
 ) -> MosaicRecord:
     settings = services.settings
-    if options.cols > settings.cols_limit:  # TESSERA_MAX_COLS: this server's cap, below the engine's
-        raise ApiError(
-            422, f"at most {settings.cols_limit} columns on this server, got {options.cols}", field="cols"
-        )  # fmt: skip
+    if options.cols > settings.cols_limit:  # before the cover is even stored
+        check_render_budget(settings, cols=options.cols, rows=1, tile_shape=(1, 1), fmt=options.format)
     max_pixels = settings.max_tiff_pixels if options.format == "tiff" else settings.max_output_pixels
     params = options.engine_params(max_output_pixels=max_pixels)
     mosaic_id = new_id()
@@ -225,13 +223,9 @@ def _new_mosaic(
             raise ApiError(413, str(exc), file=name, field="cover") from exc
         width, height = upright_size(path, name=name, max_pixels=settings.max_image_pixels)
         rows = params.rows_for(width, height)
-        if rows > settings.max_rows:
-            raise ApiError(
-                422, f"this cover needs {rows} rows at {params.cols} columns, more than the limit of "
-                f"{settings.max_rows}; use fewer columns", field="cols",
-            )  # fmt: skip
-        tile_w, tile_h = params.tile_shape
-        check_output_size(params.cols * tile_w, rows * tile_h, options.format, max_pixels)
+        check_render_budget(
+            settings, cols=params.cols, rows=rows, tile_shape=params.tile_shape, fmt=options.format
+        )
         services.storage.publish(path)  # for the worker that renders it
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
@@ -252,7 +246,8 @@ def _check_disk(services: Services) -> None:
     cap = services.settings.max_disk_bytes
     if services.storage.used_bytes >= cap:
         raise ApiError(
-            507, f"the server's storage is full ({cap / 2**30:.1f} GiB); try again later"
+            507, f"the server's storage is full ({cap / 2**30:.1f} GiB, TESSERA_MAX_DISK_BYTES); "
+            "try again later"
         )  # fmt: skip
 
 

@@ -252,8 +252,11 @@ def assign_optimally(
 
 def _priority_order(dist: NDArray[np.float64]) -> NDArray[np.intp]:
     """Cells ordered by what they lose if they cannot have their nearest tile (the gap between
-    their first and last candidate), largest loss first; ties broken by position."""
-    regret = dist[:, -1] - dist[:, 0]
+    their first and last finite candidate: candidates of the caller's own measure may end in
+    infinite distances), largest loss first; ties broken by position."""
+    finite = np.isfinite(dist)
+    last = np.where(finite, dist, -np.inf).max(axis=1)
+    regret = np.where(finite.any(axis=1), last - dist[:, 0], 0.0)
     return np.argsort(-regret, kind="stable").astype(np.intp)
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from app.engine import MosaicParams, TileIndex, TileSet, make_mosaic
 from app.engine.features import cover_features
-from app.engine.matching import Rules, choose_tiles
+from app.engine.matching import Rules, _priority_order, choose_tiles
 from app.engine.mosaic import build_index
 from app.engine.render import stitch
 from app.engine.spread import _swap_pairs, place_jointly, placement_cost, spread_out
@@ -189,3 +189,11 @@ def test_the_placement_cost_counts_an_error_in_one_sub_cell_less_than_one_spread
     assert np.linalg.norm(one_off) == pytest.approx(np.linalg.norm(all_off)) == pytest.approx(8.0)
     assert placement_cost(cell, all_off) == pytest.approx(8.0)
     assert placement_cost(cell, one_off) < 0.7 * placement_cost(cell, all_off)
+
+
+def test_the_greedy_order_ranks_cells_by_their_loss_to_the_last_finite_candidate() -> None:
+    """Candidates measured on each cell's colour may end in infinite distances (fewer distinct
+    tiles than kept); the cell that loses most is still placed first."""
+    inf = np.inf
+    dist = np.array([[0.0, 1.0, inf], [0.0, 5.0, inf], [0.0, 3.0, 4.0], [0.0, inf, inf]])
+    assert _priority_order(dist).tolist() == [1, 2, 0, 3]

@@ -22,7 +22,7 @@ from app.jobs.dispatch import (
     job_process_started,
     serve_jobs,
 )
-from app.jobs.kinds import ANIMATION, PYRAMID, RENDER
+from app.jobs.kinds import ANIMATION, INDEX, PYRAMID, RENDER
 from app.settings import Settings
 
 
@@ -243,3 +243,21 @@ def test_threads_run_side_by_side_and_cancel_drops_queued(tmp_path: Path) -> Non
     finally:
         dispatcher.shutdown(wait=True)
     assert sorted(ran) == ["x", "y"]
+
+
+def test_a_job_s_session_comes_from_its_record(tmp_path: Path) -> None:
+    from app.jobs.records import SqliteRecords
+    from app.jobs.services import session_of
+    from app.jobs.zoom_records import SqliteZoomRecords
+
+    tmp_path.mkdir(exist_ok=True)
+    records = SqliteRecords(tmp_path / "records.sqlite3")
+    zoom_records = SqliteZoomRecords(tmp_path / "records.sqlite3")
+    records.create_session("s1")
+    records.create_mosaic("m1", "s1", params={}, fmt="jpeg", cover_name="c.jpg")
+    zoom_records.create_animation("a1", mosaic_id="m1", session_id="s1", spec={}, total=1)
+    of = session_of(records, zoom_records)
+    assert [
+        of(kind, rid) for kind, rid in [(INDEX, "s1"), (RENDER, "m1"), (PYRAMID, "m1"), (ANIMATION, "a1")]
+    ] == ["s1"] * 4
+    assert of(RENDER, "gone") == of(ANIMATION, "gone") == ""  # deleted meanwhile: the shared turn

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 import tempfile
 import time
@@ -33,7 +34,13 @@ from app.engine import MosaicParams, TileSet, make_mosaic  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 CORPUS = SHARED / "corpus"
-TILE_SETS = {"photo": CORPUS / "tiles_photo", "emoji": CORPUS / "tiles_emoji"}
+#: ``gen5000``: 5,000 tiles bench/inputs.py makes from the 300 photos (random square crops of 60-100 %
+#: of the short side, half of them mirrored, each channel shifted by -20..20), for a larger library.
+TILE_SETS = {
+    "photo": CORPUS / "tiles_photo",
+    "emoji": CORPUS / "tiles_emoji",
+    "gen5000": Path(os.environ.get("TESSERA_BENCH_DIR", "/tmp/tessera-bench")) / "tiles_5000",
+}
 COVERS = [
     "mate-LadyBird",
     "skimage-astronaut",

@@ -9,8 +9,12 @@ the cap only (with ``k`` doubled when the distance rule blocks most of them), so
 proportional to ``cells * k``.
 
 The default rules (``min_distance`` 1 and the automatic cap, :data:`AUTO_SHARE` of the cells) and
-any distance rule up to :data:`REPAIR_RADIUS` are kept in two steps: the capped placement without
-the distance rule, then :func:`app.engine.spread.spread_out`, which moves cells off tiles that repeat
+any distance rule up to :data:`REPAIR_RADIUS` with a cap are kept together by
+:func:`app.engine.spread.place_jointly`: the cap is priced (each tile's price rises while it is used
+more than the cap allows) while phase sweeps keep the distance rule on distance plus price, then the
+exact repair and neighbour swaps polish the result. When the cap cannot be kept among each cell's
+candidates (a tight cap), they are kept in two steps instead: the capped placement without the
+distance rule, then :func:`app.engine.spread.spread_out`, which moves cells off tiles that repeat
 nearby onto their nearest allowed candidates, a whole phase of mutually distant cells at a time.
 
 When there is a cap but no distance rule and the problem is small (cells x tile slots up to
@@ -190,8 +194,13 @@ def choose_tiles(
     if cap is not None and cap > (1 if rules.unique else (rules.max_uses or 0)):
         log.info("library of %d tiles too small for the cap on %d cells: %d uses each", n_tiles, n_cells, cap)
     if 0 < rules.min_distance <= REPAIR_RADIUS and n_tiles > (2 * rules.min_distance + 1) ** 2:
-        from app.engine.spread import REPAIR_K, spread_out  # here: spread imports this module
+        from app.engine.spread import REPAIR_K, place_jointly, spread_out  # here: spread imports this module
 
+        if cap is not None:
+            radius = rules.min_distance
+            joint = place_jointly(index, cells, rows, cols, cap=cap, radius=radius, candidates=candidates)
+            if joint is not None:
+                return joint
         if candidates is None:
             index.expect(REPAIR_K + 1)  # the repair asks these cells again: one search for both
         capped = choose_tiles(
@@ -245,8 +254,11 @@ def assign_optimally(
 
 def _priority_order(dist: NDArray[np.float64]) -> NDArray[np.intp]:
     """Cells ordered by what they lose if they cannot have their nearest tile (the gap between
-    their first and last candidate), largest loss first; ties broken by position."""
-    regret = dist[:, -1] - dist[:, 0]
+    their first and last finite candidate: candidates of the caller's own measure may end in
+    infinite distances), largest loss first; ties broken by position."""
+    finite = np.isfinite(dist)
+    last = np.where(finite, dist, -np.inf).max(axis=1)
+    regret = np.where(finite.any(axis=1), last - dist[:, 0], 0.0)
     return np.argsort(-regret, kind="stable").astype(np.intp)
 
 

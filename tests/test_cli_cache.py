@@ -78,11 +78,13 @@ def test_a_killed_run_leaves_a_cache_the_next_run_uses(
     proc = subprocess.Popen(_cmd(corpus, folder, tmp_path / "a.png", "--cache", cache, "--workers", "1"),
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 120
-    while not (cache / "tiles.sqlite3").exists() or _rows(cache) == 0:
-        assert proc.poll() is None and time.monotonic() < deadline, "no tile was cached"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
+    try:
+        while not (cache / "tiles.sqlite3").exists() or _rows(cache) == 0:
+            assert proc.poll() is None and time.monotonic() < deadline, "no tile was cached"
+            time.sleep(0.05)
+    finally:  # killed here, whatever happened: a failure leaves no run behind
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
     kept = _rows(cache)
     assert 0 < kept < 300
     cached, decoded = _make(corpus, folder, tmp_path / "b.jpg", "--cache", cache)

@@ -113,12 +113,13 @@ def _big_mosaic(client: TestClient, session_id: str, corpus: Path) -> dict[str, 
 
 
 def test_delete_of_a_session_whose_index_build_is_queued(
-    make_client: Callable[..., TestClient], photo_tiles: list[Path]
+    make_client: Callable[..., TestClient], corpus: Path, photo_tiles: list[Path]
 ) -> None:
     client = make_client(workers=1)
     services = _services(client)
-    busy = client.post("/api/sessions", files=files_of(photo_tiles * 3)).json()  # holds the worker
-    _until(lambda: client.get(busy["status_url"]).json()["progress"]["done"] > 0, "the first build run")
+    first = ready_session(client, photo_tiles[:80])
+    busy = _big_mosaic(client, first["id"], corpus)  # its render holds the one worker for seconds
+    _until(lambda: client.get(busy["status_url"]).json()["state"] == "rendering", "the render run")
     waiting = client.post("/api/sessions", files=files_of(photo_tiles[:20])).json()
     assert ("index", waiting["id"]) not in services.dispatcher.running()
     folder = services.storage.session_dir(waiting["id"])
@@ -127,7 +128,7 @@ def test_delete_of_a_session_whose_index_build_is_queued(
     assert not folder.exists()
     wait_for(lambda: client.get(busy["status_url"]).json(), until={"ready"}, timeout=180)
     assert not folder.exists(), "the queued build ran after its session was deleted"
-    _assert_deleted_and_gone(client, busy["status_url"], services.storage.session_dir(busy["id"]))
+    _assert_deleted_and_gone(client, first["status_url"], services.storage.session_dir(first["id"]))
 
 
 def test_delete_of_a_session_while_it_is_indexed(

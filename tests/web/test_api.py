@@ -35,7 +35,9 @@ def ready_session(client: TestClient, paths: list[Path]) -> dict[str, Any]:
     return wait_for(lambda: session_of(client, created.json()["id"]), until={"ready", "failed"})
 
 
-def make(client: TestClient, session_id: str, cover: Path, **fields: Any) -> dict[str, Any]:
+def make(
+    client: TestClient, session_id: str, cover: Path, *, timeout: float = 90, **fields: Any
+) -> dict[str, Any]:
     response = client.post(
         f"/api/sessions/{session_id}/mosaics",
         files={"cover": (cover.name, cover.read_bytes(), "image/jpeg")},
@@ -43,7 +45,9 @@ def make(client: TestClient, session_id: str, cover: Path, **fields: Any) -> dic
     )
     assert response.status_code == 202, response.text
     record = response.json()
-    return wait_for(lambda: client.get(record["status_url"]).json(), until={"ready", "failed"})
+    return wait_for(
+        lambda: client.get(record["status_url"]).json(), until={"ready", "failed"}, timeout=timeout
+    )
 
 
 def test_full_flow_two_covers_one_library(client: TestClient, corpus: Path, photo_tiles: list[Path]) -> None:

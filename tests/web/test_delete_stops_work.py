@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from app.storage import folder_size
 from tests.web.conftest import wait_for
 from tests.web.test_api import files_of, make, ready_session
+from tests.web.test_robustness import post_cover
 
 #: How long the work of a deleted session may go on.
 STOP_SECONDS = 5.0
@@ -98,18 +99,12 @@ def _services(client: TestClient) -> Any:
     return client.app.state.services  # type: ignore[attr-defined]
 
 
-def _post_mosaic(client: TestClient, session_id: str, cover: Path, **fields: str) -> dict[str, Any]:
-    response = client.post(
-        f"/api/sessions/{session_id}/mosaics",
-        files={"cover": (cover.name, cover.read_bytes(), "image/jpeg")}, data=fields,
-    )  # fmt: skip
-    assert response.status_code == 202, response.text
-    return dict(response.json())
-
-
 def _big_mosaic(client: TestClient, session_id: str, corpus: Path) -> dict[str, Any]:
     """A mosaic that takes seconds to render and to cut into a pyramid."""
-    return _post_mosaic(client, session_id, corpus / "covers" / "mate-Aqua.jpg", cols="300", tile_size="40")
+    cover = corpus / "covers" / "mate-Aqua.jpg"
+    response = post_cover(client, session_id, cover.name, cover.read_bytes(), cols="300", tile_size="40")
+    assert response.status_code == 202, response.text
+    return dict(response.json())
 
 
 def test_delete_of_a_session_whose_index_build_is_queued(

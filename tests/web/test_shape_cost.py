@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -27,6 +26,7 @@ from app.storage import folder_size
 from tests.conftest import cell_error, read_image
 from tests.hostile import shape_attack, tiny_png_zip
 from tests.web.conftest import LiveServer, wait_for
+from tests.web.test_api import make, ready_session
 
 MB = 1024 * 1024
 #: One 512 x 2048 tile is 3 MB; the 8 placed ones, the mosaic and its encoder a few dozen more.
@@ -53,23 +53,6 @@ def test_a_mosaic_at_another_shape_decodes_only_the_tiles_it_places(server: Live
     assert written < DISK_BOUND, f"the mosaic wrote {written / MB:.0f} MB"
 
 
-def _session_of(client: TestClient, tiles: list[Path]) -> dict[str, Any]:
-    files = [("tiles", (p.name, p.read_bytes(), "image/jpeg")) for p in tiles]
-    session = client.post("/api/sessions", files=files).json()
-    return wait_for(lambda: client.get(session["status_url"]).json(), until={"ready", "failed"})
-
-
-def _mosaic(client: TestClient, session_id: str, cover: Path, **options: str) -> dict[str, Any]:
-    created = client.post(
-        f"/api/sessions/{session_id}/mosaics",
-        files={"cover": (cover.name, cover.read_bytes(), "image/jpeg")}, data=options,
-    )  # fmt: skip
-    assert created.status_code == 202, created.text
-    return wait_for(
-        lambda: client.get(created.json()["status_url"]).json(), until={"ready", "failed"}, timeout=180
-    )
-
-
 def _detail(image: NDArray[np.float64]) -> float:
     """Mean absolute difference between neighbouring pixels: what an enlarged image lacks."""
     return float(np.abs(np.diff(image, axis=0)).mean() + np.abs(np.diff(image, axis=1)).mean())
@@ -85,17 +68,25 @@ def test_large_cells_show_their_photos_decoded_at_the_cell_size(
     services = client.app.state.services  # type: ignore[attr-defined]
     large = [p for p in photo_tiles if min(read_image(p).size) >= 256]  # more detail than a thumbnail
     assert len(large) >= 60
-    session = _session_of(client, large)
+    session = ready_session(client, large)
     cover = corpus / "covers" / "mate-Aqua.jpg"
-    mosaic = _mosaic(client, session["id"], cover, cols="12", tile_size="192", aspect=aspect,
+    mosaic = make(client, session["id"], cover, timeout=180, cols="12", tile_size="192", aspect=aspect,
                      tint="0", format="png")  # fmt: skip
     assert mosaic["state"] == "ready", mosaic
     size = MosaicParams(tile_size=192, aspect=tuple(int(p) for p in aspect.split(":"))).tile_shape  # type: ignore[arg-type]
     image = np.asarray(Image.open(io.BytesIO(client.get(mosaic["image_url"]).content)).convert("RGB"))
     assert image.shape == (mosaic["rows"] * size[1], 12 * size[0], 3)
     # As close to the cover as the same mosaic with cells no larger than the thumbnails.
-    small = _mosaic(
-        client, session["id"], cover, cols="12", tile_size="16", aspect=aspect, tint="0", format="png"
+    small = make(
+        client,
+        session["id"],
+        cover,
+        timeout=180,
+        cols="12",
+        tile_size="16",
+        aspect=aspect,
+        tint="0",
+        format="png",
     )
     small_image = Image.open(io.BytesIO(client.get(small["image_url"]).content))
     error = cell_error(read_image(cover, "RGB"), image, 12, mosaic["rows"])
@@ -132,7 +123,10 @@ def test_a_matching_library_that_does_not_fit_under_the_disk_cap_fails_the_mosai
     session = roomy.post("/api/sessions", files={"tiles": ("t.zip", archive, "application/zip")}).json()
     wait_for(lambda: roomy.get(session["status_url"]).json(), until={"ready"})
     cover = corpus / "covers" / "mate-Dune.jpg"
-    assert _mosaic(roomy, session["id"], cover, cols="8", tile_size="32", aspect="1:4")["state"] == "ready"
+    assert (
+        make(roomy, session["id"], cover, timeout=180, cols="8", tile_size="32", aspect="1:4")["state"]
+        == "ready"
+    )
     library = services.storage.library_dir(
         session["id"], services.libraries.shape_for(MosaicParams(aspect=(1, 4)))
     )
@@ -141,7 +135,7 @@ def test_a_matching_library_that_does_not_fit_under_the_disk_cap_fails_the_mosai
 
     # Room for half of another such library (at 4:1) and no more.
     tight = make_client(max_disk_bytes=services.storage.measure() + folder_size(library) // 2)
-    mosaic = _mosaic(tight, session["id"], cover, cols="8", tile_size="32", aspect="4:1")
+    mosaic = make(tight, session["id"], cover, timeout=180, cols="8", tile_size="32", aspect="4:1")
     assert mosaic["state"] == "failed"
     assert "TESSERA_MAX_DISK_BYTES" in mosaic["error"], mosaic["error"]
 
@@ -161,8 +155,14 @@ def test_a_session_keeps_a_few_libraries_at_other_aspects_not_one_per_aspect_ask
     aspects = [(1, 4), (1, 3), (1, 2), (2, 3), (3, 4), (4, 3)]
 
     def make_at(aspect: tuple[int, int]) -> None:  # and its pyramid, which opens the library too
-        made = _mosaic(
-            client, session["id"], cover, cols="8", tile_size="16", aspect=f"{aspect[0]}:{aspect[1]}"
+        made = make(
+            client,
+            session["id"],
+            cover,
+            timeout=180,
+            cols="8",
+            tile_size="16",
+            aspect=f"{aspect[0]}:{aspect[1]}",
         )
         assert made["state"] == "ready", made
         wait_for(

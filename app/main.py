@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,  # /docs is ours (pages.docs): Swagger UI from static/, no CDN, no inline script
         redoc_url=None,
         form_limits={
-            "max_files": settings.max_files_per_request + 1,
+            "max_files": settings.max_files_per_request,
             "max_fields": 100,
             "max_part_size": 64 * 1024,
         },

@@ -42,12 +42,15 @@ class ApiError(Exception):
         self.field = field
 
 
-class PartTooLarge(StarletteHTTPException):
-    """A file part passed the file limit while it streamed in. An ``HTTPException``, so FastAPI
-    lets it out of its form parsing unchanged; rendered like :class:`ApiError`."""
+class FormRefused(StarletteHTTPException):
+    """A multipart form refused while it streams in (a file part over the file limit, too many
+    files). An ``HTTPException``, so FastAPI lets it out of its form parsing unchanged; rendered
+    like :class:`ApiError`."""
 
-    def __init__(self, detail: str, *, file: str, field: str) -> None:
-        super().__init__(413, detail)
+    def __init__(
+        self, status: int, detail: str, *, file: str | None = None, field: str | None = None
+    ) -> None:
+        super().__init__(status, detail)
         self.file = file
         self.field = field
 
@@ -126,12 +129,12 @@ def install_error_handlers(app: FastAPI) -> None:
             return missing_page(request, 404)
         errors = exc.errors()
         first = errors[0] if errors else {}
-        location = [
-            str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "form")
-        ]
         if first.get("type") == "json_invalid":  # its loc is a character position, not a field
             where = first.get("loc", ("body", "?"))[-1]
             return _json(422, f"the request body is not valid JSON (stopped at character {where})")
+        location = [
+            str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "form")
+        ]
         field = location[0] if location else None
         message = str(first.get("msg", "invalid request"))
         detail = f"{field}: {message}" if field else message
@@ -147,12 +150,8 @@ def install_error_handlers(app: FastAPI) -> None:
             return missing_page(request, 404)
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         status = exc.status_code
-        if isinstance(exc, PartTooLarge):
+        if isinstance(exc, FormRefused):
             return _json(status, detail, file=exc.file, field=exc.field)
         if status in _STATUS_TEXT and detail in _STARLETTE_DEFAULTS:
             detail = _STATUS_TEXT[status]
-        if status == 400 and detail.startswith("Too many files"):  # Starlette's multipart file cap
-            limit = request.app.state.services.settings.max_files_per_request  # the parser is given one more
-            message = f"Too many files: one request takes at most {limit}. Upload in several requests."
-            return _json(413, message, field="tiles")
         return JSONResponse(error_body(detail), status_code=status, headers=exc.headers)

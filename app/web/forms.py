@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from app.storage import FileTooLarge
-from app.web.errors import PartTooLarge
+from app.web.errors import FormRefused
 
 #: Bytes of upload parts kept in memory at once, over all parts of one request.
 MEMORY_BUDGET = 32 * 1024 * 1024
@@ -52,7 +52,7 @@ class LimitedMultiPartParser(MultiPartParser):
         part = self._current_part
         if part.file is not None and self._part_bytes > self.max_file_bytes:
             name = part.file.filename or ""
-            raise PartTooLarge(str(FileTooLarge(self.max_file_bytes)), file=name, field=part.field_name)
+            raise FormRefused(413, str(FileTooLarge(self.max_file_bytes)), file=name, field=part.field_name)
         super().on_part_data(data, start, end)
 
 
@@ -71,8 +71,14 @@ class LimitedRequest(Request):
             )  # fmt: skip
             try:
                 self._form = await parser.parse()
-            except MultiPartException as exc:  # as Starlette answers it
-                raise HTTPException(status_code=400, detail=exc.message) from exc
+            except MultiPartException as exc:
+                if exc.message.startswith("Too many files"):  # Starlette's count of file parts
+                    message = (
+                        f"Too many files: one request takes at most {int(max_files)}"
+                        " (TESSERA_MAX_FILES_PER_REQUEST). Upload in several requests."
+                    )
+                    raise FormRefused(413, message, field="tiles") from exc
+                raise HTTPException(status_code=400, detail=exc.message) from exc  # as Starlette answers it
         return await super()._get_form(
             max_files=max_files, max_fields=max_fields, max_part_size=max_part_size
         )

@@ -129,10 +129,15 @@ def test_delete_of_a_session_whose_index_build_is_queued(
 def test_delete_of_a_session_while_it_is_indexed(
     make_client: Callable[..., TestClient], photo_tiles: list[Path]
 ) -> None:
-    client = make_client()
-    session = client.post("/api/sessions", files=files_of(photo_tiles * 3)).json()
-    _until(lambda: client.get(session["status_url"]).json()["progress"]["done"] > 0, "the build run")
-    assert client.get(session["status_url"]).json()["state"] == "indexing"
+    client = make_client(decode_threads=1)  # one decoding thread: the build takes seconds on any machine
+    session = client.post("/api/sessions", files=files_of(photo_tiles * 12)).json()
+
+    def decoding() -> bool:
+        record = client.get(session["status_url"]).json()
+        assert record["state"] == "indexing", f"the build ended before it could be deleted: {record}"
+        return 0 < record["progress"]["done"] < record["progress"]["total"]
+
+    _until(decoding, "the build decode its tiles")
     _assert_deleted_and_gone(
         client, session["status_url"], _services(client).storage.session_dir(session["id"])
     )

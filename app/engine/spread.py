@@ -41,7 +41,7 @@ PRICE_ROUNDS = 15
 #: the plain feature distance. 0.5 won 3 more comparisons with the peers and lost none
 #: (docs/quality.md): view_de lower on every cover, ssim4 a little higher.
 BLOCK_SHARE = 0.5
-_CHUNK = 4096  # cells per block-cost chunk (4096 x 24 candidates x 48 numbers: 38 MB)
+_CHUNK = 256  # cells per block-cost chunk (256 x 24 candidates x 48 numbers: 2.4 MB, in cache)
 #: Rounds of the repair and the neighbour swaps after the joint placement, and swap passes in each.
 SWAP_CYCLES = 2
 _SWAP_ROUNDS = 3
@@ -122,12 +122,15 @@ def place_jointly(
     step = 2.0 * float(np.median(dist[:, 1] - dist[:, 0])) + 1e-9 if dist.shape[1] > 1 else 1.0
     prices = np.zeros(n_tiles)
     tiles = cand[:, 0].copy()
+    dirty = None  # every cell is weighed in the first round; later, those whose costs changed
     for round_ in range(PRICE_ROUNDS):
         table = dist + prices[cand]
         cost = np.where(cand == tiles[:, None], table, np.inf).min(axis=1)
-        _sweep(tiles, cost, cand, table, rows, cols, radius)
+        dirty = _sweep(tiles, cost, cand, table, rows, cols, radius, dirty=dirty)
         uses = np.bincount(tiles, minlength=n_tiles)
-        prices = np.maximum(0.0, prices + step / np.sqrt(1 + round_) * (uses - cap) / cap)
+        updated = np.maximum(0.0, prices + step / np.sqrt(1 + round_) * (uses - cap) / cap)
+        dirty |= (updated != prices)[cand].any(axis=1)
+        prices = updated
     table = dist + prices[cand]
     if not _move_excess(tiles, cand, table, rows, cols, radius, cap, features, points):
         return None
@@ -161,8 +164,8 @@ def placement_cost(points: NDArray[np.float64], tiles: NDArray[np.float64]) -> N
     diff = points - tiles
     per_block = 3 if diff.shape[-1] % 3 == 0 else diff.shape[-1]  # other features: one block
     split = diff.reshape(*diff.shape[:-1], diff.shape[-1] // per_block, per_block)
-    blocks = np.sqrt((split**2).sum(axis=-1))  # (..., n_blocks)
-    whole = np.sqrt((blocks**2).sum(axis=-1))
+    blocks = np.sqrt(np.einsum("...j,...j->...", split, split))  # (..., n_blocks)
+    whole = np.sqrt(np.einsum("...j,...j->...", blocks, blocks))
     spread = blocks.sum(axis=-1) / np.sqrt(blocks.shape[-1])
     return np.asarray((1.0 - BLOCK_SHARE) * whole + BLOCK_SHARE * spread)
 
@@ -170,39 +173,65 @@ def placement_cost(points: NDArray[np.float64], tiles: NDArray[np.float64]) -> N
 def _swap_pairs(grid: NDArray[np.intp], cost_of: Callable[..., NDArray[np.float64]], radius: int) -> int:
     """Neighbouring cells swap tiles where that lowers their summed cost and repeats no tile
     within ``radius``; in place, a whole set of mutually distant pairs at a time, for each of
-    the four directions. Swaps keep every tile's uses, so the cap holds. How many cells moved."""
+    the four directions. Swaps keep every tile's uses, so the cap holds. How many cells moved.
+
+    A pair is weighed again only when one of its cells has changed tile since the pair was last
+    weighed, or when its swap would have paid but repeated a tile nearby (the neighbourhood may
+    have changed since): the gain of a pair depends on its two tiles alone."""
     rows, cols = grid.shape
     tiles = grid.reshape(-1)
-    around = [(dr, dc) for dr in range(-radius, radius + 1) for dc in range(-radius, radius + 1) if dr or dc]
+    span = cols + 2 * radius
+    padded = np.pad(grid, radius, constant_values=-1).ravel()
+    now = cost_of(np.arange(len(tiles)), tiles)  # each cell's cost of its own tile
+    changed = np.zeros(len(tiles), dtype=np.int64)  # the step at which a cell last changed tile
+    groups = []
+    for dr, dc in _SWAP_DIRECTIONS:
+        step_r, step_c = abs(dr) + 1 + radius, abs(dc) + 1 + radius  # pairs this far apart never interact
+        for pr in range(step_r):
+            for pc in range(step_c):
+                r = np.repeat(np.arange(pr, rows, step_r), len(range(pc, cols, step_c)))
+                c = np.tile(np.arange(pc, cols, step_c), len(range(pr, rows, step_r)))
+                r2, c2 = r + dr, c + dc
+                inside = (r2 < rows) & (c2 >= 0) & (c2 < cols)
+                r, c, r2, c2 = r[inside], c[inside], r2[inside], c2[inside]
+                i, j = r * cols + c, r2 * cols + c2
+                at_i, at_j = (r + radius) * span + c + radius, (r2 + radius) * span + c2 + radius
+                # a neighbour of i other than j must not get b, one of j other than i not a
+                near_i, near_j = _ring(radius, span, but=(dr, dc)), _ring(radius, span, but=(-dr, -dc))
+                groups.append((i, j, at_i, at_j, near_i, near_j))
+    weighed = [-1] * len(groups)  # the step at which each group was last weighed
+    pending = [np.ones(len(g[0]), dtype=bool) for g in groups]  # pairs to weigh whatever changed
     moved = 0
+    clock = 0
     for _ in range(_SWAP_ROUNDS):
         before = moved
-        for dr, dc in _SWAP_DIRECTIONS:
-            step_r, step_c = abs(dr) + 1 + radius, abs(dc) + 1 + radius  # pairs this far apart never interact
-            for pr in range(step_r):
-                for pc in range(step_c):
-                    r = np.repeat(np.arange(pr, rows, step_r), len(range(pc, cols, step_c)))
-                    c = np.tile(np.arange(pc, cols, step_c), len(range(pr, rows, step_r)))
-                    r2, c2 = r + dr, c + dc
-                    inside = (r2 < rows) & (c2 >= 0) & (c2 < cols)
-                    r, c, r2, c2 = r[inside], c[inside], r2[inside], c2[inside]
-                    i, j = r * cols + c, r2 * cols + c2
-                    a, b = tiles[i], tiles[j]
-                    gain = cost_of(i, a) + cost_of(j, b) - cost_of(i, b) - cost_of(j, a)
-                    better = (gain > 1e-9) & (a != b)
-                    if not better.any():
-                        continue
-                    i, j, a, b = i[better], j[better], a[better], b[better]
-                    r, c, r2, c2 = r[better], c[better], r2[better], c2[better]
-                    padded = np.pad(grid, radius, constant_values=-1)
-                    clash = np.zeros(len(i), dtype=bool)
-                    for er, ec in around:
-                        # a neighbour of i other than j must not hold b, one of j other than i not a
-                        clash |= (padded[r + radius + er, c + radius + ec] == b) & ((er, ec) != (dr, dc))
-                        clash |= (padded[r2 + radius + er, c2 + radius + ec] == a) & ((er, ec) != (-dr, -dc))
-                    ok = ~clash
-                    tiles[i[ok]], tiles[j[ok]] = b[ok], a[ok]
-                    moved += 2 * int(ok.sum())
+        for g, (i, j, at_i, at_j, near_i, near_j) in enumerate(groups):
+            clock += 1
+            weigh = pending[g] | (changed[i] > weighed[g]) | (changed[j] > weighed[g])
+            weighed[g] = clock
+            pending[g][:] = False
+            if not weigh.any():
+                continue
+            sel = np.flatnonzero(weigh)
+            i_, j_ = i[sel], j[sel]
+            a, b = tiles[i_], tiles[j_]
+            i_b, j_a = cost_of(i_, b), cost_of(j_, a)
+            gain = now[i_] + now[j_] - i_b - j_a
+            better = (gain > 1e-9) & (a != b)
+            if not better.any():
+                continue
+            sel, i_, j_, a, b = sel[better], i_[better], j_[better], a[better], b[better]
+            i_b, j_a = i_b[better], j_a[better]
+            clash = (padded[at_i[sel][:, None] + near_i[None, :]] == b[:, None]).any(axis=1)
+            clash |= (padded[at_j[sel][:, None] + near_j[None, :]] == a[:, None]).any(axis=1)
+            pending[g][sel[clash]] = True
+            ok = ~clash
+            i_, j_, a, b = i_[ok], j_[ok], a[ok], b[ok]
+            tiles[i_], tiles[j_] = b, a
+            padded[at_i[sel[ok]]], padded[at_j[sel[ok]]] = b, a
+            now[i_], now[j_] = i_b[ok], j_a[ok]
+            changed[i_] = changed[j_] = clock
+            moved += 2 * len(i_)
         if moved == before:
             break
     return moved
@@ -263,18 +292,35 @@ def _sweep(
     *,
     uses: NDArray[np.intp] | None = None,
     limit: int | None = None,
-) -> None:
+    dirty: NDArray[np.bool_] | None = None,
+) -> NDArray[np.bool_]:
     """The phase sweeps, in place: each cell of a phase takes, among its candidates ``cand`` at
     costs ``table`` (both ``(cells, k)``), the cheapest that no cell within ``radius`` holds (and,
     with ``limit``, whose ``uses`` are under it), unless its own tile ``tiles`` at ``cost`` repeats
-    nowhere nearby and is cheaper. Sweeps repeat until nothing moves (at most :data:`_SWEEPS`)."""
-    phases = _phases(rows, cols, radius)
-    offsets = [(dr, dc) for dr in range(-radius, radius + 1) for dc in range(-radius, radius + 1) if dr or dc]
+    nowhere nearby and is cheaper. Sweeps repeat until nothing moves (at most :data:`_SWEEPS`).
+
+    Only the cells marked in ``dirty`` ``(cells,)`` (all when ``None``) are weighed: a cell whose
+    neighbourhood, own cost and candidates' costs are as they were when it was last weighed stays
+    where it is, so skipping it changes nothing. A cell is marked again when a neighbour moves,
+    when its move did not fit under the cap, and (with ``limit``) every cell when a tile reaches
+    or leaves the limit. Returns the marks left (the cells that may still move), for a caller that
+    changes some costs and sweeps again."""
+    span = cols + 2 * radius
+    padded = np.pad(tiles.reshape(rows, cols), radius, constant_values=-1).ravel()
+    marks = np.zeros_like(padded, dtype=bool)
+    inner = ((np.arange(rows)[:, None] + radius) * span + radius + np.arange(cols)[None, :]).ravel()
+    marks[inner] = True if dirty is None else dirty
+    around = _ring(radius, span)
+    phases = [(flat, inner[flat]) for flat, _, _ in _phases(rows, cols, radius)]
     for _ in range(_SWEEPS):
         moved = 0
-        for flat, r, c in phases:
-            padded = np.pad(tiles.reshape(rows, cols), radius, constant_values=-1)
-            near = np.stack([padded[r + radius + dr, c + radius + dc] for dr, dc in offsets], axis=1)
+        for flat, where in phases:
+            weigh = marks[where]
+            if not weigh.any():
+                continue
+            flat, where = flat[weigh], where[weigh]
+            marks[where] = False
+            near = padded[where[:, None] + around[None, :]]
             here = tiles[flat]
             conflict = (near == here[:, None]).any(axis=1)
             options = cand[flat]  # (m, k)
@@ -288,20 +334,35 @@ def _sweep(
             move = (best_cost < current) & (options[np.arange(len(flat)), best] != here)
             if not move.any():
                 continue
-            who = flat[move]
+            who, at = flat[move], where[move]
             new = options[move, best[move]]
+            gained = best_cost[move]
             if limit is not None and uses is not None:
-                keep = _within_cap(new, current[move] - best_cost[move], limit - uses[new])
-                who, new = who[keep], new[keep]
+                full_before = uses >= limit
+                keep = _within_cap(new, current[move] - gained, limit - uses[new])
+                marks[at[~keep]] = True  # wanted to move but the tile filled up: weigh again
+                who, at, new, gained = who[keep], at[keep], new[keep], gained[keep]
                 np.subtract.at(uses, tiles[who], 1)
                 np.add.at(uses, new, 1)
-            else:
-                keep = np.ones(len(who), dtype=bool)
+                if ((uses >= limit) != full_before).any():  # a tile became blocked or free
+                    marks[inner] = True
             tiles[who] = new
-            cost[who] = best_cost[move][keep]
+            padded[at] = new
+            cost[who] = gained
+            marks[(at[:, None] + around[None, :]).ravel()] = True
             moved += len(who)
         if moved == 0:
             break
+    return marks[inner]
+
+
+def _ring(radius: int, span: int, but: tuple[int, int] = (0, 0)) -> NDArray[np.intp]:
+    """Offsets, in a flat grid ``span`` cells wide, of the cells within ``radius`` of a cell (not
+    the cell itself, nor the one at offset ``but`` (rows, columns))."""
+    ring = range(-radius, radius + 1)
+    return np.array(
+        [dr * span + dc for dr in ring for dc in ring if (dr or dc) and (dr, dc) != but], dtype=np.intp
+    )
 
 
 def _phases(
